@@ -1,0 +1,134 @@
+"""Command line: ``python -m awd {train,eval,generate,bench} ...`` (``--help`` on each)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import PROFILES, Config, ConfigError, parse_override
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m awd", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train (or resume, or look up) one run")
+    p.add_argument("--profile", default="lab", choices=sorted(PROFILES),
+                   help="named settings: paper-ptb/paper-wt2 (the paper, for a GPU), book, lab, smoke")
+    p.add_argument("--dataset", help="ptb, wikitext-2, or a folder with train/valid/test.txt")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set wdrop=0 --set tie_weights=false")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--retrain", action="store_true", help="discard a stored run with this config and train anew")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("eval", help="evaluate a run's best weights on valid and test")
+    p.add_argument("run", help="a run folder or a run id under --results-dir")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("generate", help="sample text from a run's best weights")
+    p.add_argument("run", help="a run folder or a run id under --results-dir")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--words", type=int, default=50)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("bench", help="tokens/s and memory of AWD-LSTM next to a plain LSTM")
+    p.add_argument("--profiles", nargs="+", default=None, help="which sizes to measure (default: paper-ptb book)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seconds", type=float, default=None, help="measuring time per model and round")
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args) -> int:
+    from .train import train
+    overrides = dict(parse_override(o) for o in args.overrides)
+    for key in ("dataset", "epochs", "seed", "device"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.quiet:
+        overrides["progress"] = False
+    cfg = Config.from_profile(args.profile, **overrides)
+    run = train(cfg, results_dir=args.results_dir, retrain=args.retrain)
+    s = run.summary
+    print(f"{run.id}: {s['status']} after {s['epochs_done']} epochs; best valid ppl {s['best_val_ppl']:.2f} "
+          f"(epoch {s['best_epoch']}), test ppl {s['test_ppl']:.2f}, {s['wall_time_s']:.0f} s on {s['device_name']}")
+    print(f"results in {run.path}/ (config.json, history.csv, summary.json)")
+    return 0 if s["status"] == "finished" else 1
+
+
+def _load_best(args):
+    from .data import Corpus
+    from .model import AWDLSTM
+    from .train import load_run, resolve_device
+    path = Path(args.run)
+    if not path.is_dir():
+        path = Path(args.results_dir) / args.run
+    run = load_run(path)
+    best = path / "best.pt"
+    if not best.exists():
+        raise FileNotFoundError(f"{best} is missing: weights are not committed with the results; "
+                                f"retrain with `python -m awd train --profile {run.config.profile} ...` to get them")
+    cfg = run.config
+    device = resolve_device(args.device)
+    corpus = Corpus.load(cfg.dataset, data_dir=cfg.data_dir)
+    model = AWDLSTM(len(corpus.dictionary), cfg.emb_size, cfg.hidden_size, cfg.num_layers, cfg.dropout,
+                    cfg.dropouth, cfg.dropouti, cfg.dropoute, cfg.wdrop, cfg.tie_weights, cfg.dropout_mode)
+    model.load_state_dict(torch.load(best, map_location=device))
+    return run, corpus, model.to(device).eval(), device
+
+
+def cmd_eval(args) -> int:
+    import math
+    from .data import batchify
+    from .train import evaluate
+    run, corpus, model, device = _load_best(args)
+    cfg = run.config
+    for split, bs in (("valid", cfg.eval_batch_size), ("test", cfg.test_batch_size)):
+        data = batchify(getattr(corpus, split)[:cfg.max_eval_tokens], bs).to(device)
+        loss = evaluate(model, data, cfg.bptt)
+        print(f"{split:5s} loss {loss:.4f}  ppl {math.exp(loss):8.2f}")
+    return 0
+
+
+@torch.no_grad()
+def cmd_generate(args) -> int:
+    run, corpus, model, device = _load_best(args)
+    if args.temperature <= 0:
+        raise ConfigError(f"--temperature {args.temperature}: must be > 0 (1.0 samples from the model as is)")
+    torch.manual_seed(args.seed)
+    words = corpus.dictionary.idx2word
+    token = torch.tensor([[corpus.dictionary.word2idx["<eos>"]]], device=device)
+    hidden, out = None, []
+    for _ in range(args.words):
+        logits, hidden = model(token, hidden)
+        probs = torch.softmax(logits[-1, 0] / args.temperature, dim=-1)
+        token = torch.multinomial(probs, 1).view(1, 1)
+        word = words[token.item()]
+        out.append("\n" if word == "<eos>" else word)
+    print(" ".join(out).replace(" \n ", "\n"))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+    return bench_main(args)
+
+
+COMMANDS = dict(train=cmd_train, eval=cmd_eval, generate=cmd_generate, bench=cmd_bench)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Training and evaluation as in the paper (Sections 3-5) and its code (``main.py``, ``finetune.py``).
+
+One epoch: the training stream is cut into windows of variable length (Section 4.1); each window's
+learning rate is scaled by ``seq_len / bptt`` so that short windows do not weigh as much as long ones;
+the loss is cross-entropy plus AR/TAR; gradients are clipped to norm ``clip``; the optimizer takes an
+SGD step and, once averaging is on, updates the running average. After each epoch the model is
+evaluated on the validation set (on the averaged weights once averaging is on), NT-ASGD observes that
+value, and the best weights so far are kept.
+
+Every run lives in ``results/<run id>/``: ``config.json``, ``history.csv`` (a row per epoch),
+``summary.json`` and, not committed, ``checkpoint.pt`` (every epoch) and ``best.pt``. All are written
+atomically, so an interrupted run resumes from its last epoch and never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .config import Config
+from .data import Corpus, batchify, bptt_batches
+from .model import AWDLSTM, count_parameters, repackage_hidden
+from .optim import NTASGD
+from .regularize import ar_tar
+
+HISTORY_FIELDS = ["epoch", "phase", "train_loss", "train_ppl", "val_loss", "val_ppl", "val_loss_raw",
+                  "val_ppl_raw", "lr", "averaging", "seconds", "tokens_per_s"]
+FINISHED = ("finished", "diverged")
+
+
+@dataclass
+class Run:
+    """A run folder read back: what was asked (config), what happened per epoch, and the final numbers."""
+    id: str
+    path: Path
+    config: Config
+    history: list[dict]
+    summary: dict
+
+    @property
+    def finished(self) -> bool:
+        return self.summary.get("status") in FINISHED
+
+
+# --- evaluation -------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model: AWDLSTM, data: torch.Tensor, bptt: int) -> float:
+    """Mean cross-entropy per token over a batchified split, in fixed-length windows, carrying the state."""
+    model.eval()
+    hidden = model.init_hidden(data.size(1))
+    total, count = data.new_zeros((), dtype=torch.float64), 0
+    for x, y, _ in bptt_batches(data, bptt, variable=False):
+        logits, hidden = model(x, hidden)
+        total += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+        count += y.numel()
+    return (total / count).item()
+
+
+def train_epoch(model: AWDLSTM, opt: NTASGD, data: torch.Tensor, cfg: Config, rng: random.Random,
+                progress=None) -> tuple[float, int]:
+    """One pass over the training stream; returns the mean cross-entropy (without AR/TAR) and token count."""
+    model.train()
+    hidden = model.init_hidden(cfg.batch_size)
+    total, count = data.new_zeros((), dtype=torch.float64), 0
+    for x, y, lr_scale in bptt_batches(data, cfg.bptt, variable=cfg.variable_bptt, rng=rng):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_scale  # Section 4.1: short windows get a proportionally smaller step
+        hidden = repackage_hidden(hidden)
+        logits, hidden, raw, dropped = model(x, hidden, return_h=True)
+        raw_loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        loss = raw_loss + ar_tar(raw[-1], dropped[-1], cfg.alpha, cfg.beta)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        total += raw_loss.detach() * y.numel()
+        count += y.numel()
+        if progress is not None:
+            progress.update(y.numel())
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr
+    return (total / count).item(), count
+
+
+# --- the run ----------------------------------------------------------------------------------------------
+def train(config: Config, results_dir: str | Path = "results", retrain: bool = False) -> Run:
+    """Train ``config`` (or resume it, or return it when it is already finished) and return the run."""
+    cfg = config
+    run_dir = Path(results_dir) / cfg.run_id()
+    if retrain and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if (run_dir / "summary.json").exists():
+        run = load_run(run_dir)
+        if run.finished:
+            return run
+
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    corpus = Corpus.load(cfg.dataset, data_dir=cfg.data_dir)
+    train_data = batchify(corpus.train[:cfg.max_train_tokens], cfg.batch_size).to(device)
+    val_data = batchify(corpus.valid[:cfg.max_eval_tokens], cfg.eval_batch_size).to(device)
+    test_data = batchify(corpus.test[:cfg.max_eval_tokens], cfg.test_batch_size).to(device)
+
+    torch.manual_seed(cfg.seed)
+    model = AWDLSTM(len(corpus.dictionary), cfg.emb_size, cfg.hidden_size, cfg.num_layers, cfg.dropout,
+                    cfg.dropouth, cfg.dropouti, cfg.dropoute, cfg.wdrop, cfg.tie_weights,
+                    cfg.dropout_mode).to(device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
+
+    state = dict(epoch=0, phase="train", history=[], best_val=math.inf, best_epoch=None,
+                 avg_start_epoch=None, wall_time=0.0, status="running")
+    opt = make_optimizer(model, cfg, "train")
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt = make_optimizer(model, cfg, ckpt["state"]["phase"])
+        opt.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+
+    n_params = count_parameters(model)
+    meta = run_metadata(device, n_params)
+    say = _printer(cfg.progress)
+    say(f"run {cfg.run_id()}: {n_params:,} parameters on {meta['device_name']}"
+        + (f", resuming after epoch {state['epoch']}" if state["epoch"] else ""))
+
+    def write_records():
+        write_history(run_dir / "history.csv", state["history"])
+        atomic_write_text(run_dir / "summary.json", json.dumps(
+            make_summary(cfg, state, meta), indent=2) + "\n")
+
+    total_epochs = cfg.epochs + cfg.finetune_epochs
+    try:
+        while state["status"] == "running" and state["epoch"] < total_epochs and not state.get("stopped"):
+            if state["phase"] == "train" and state["epoch"] >= cfg.epochs:
+                # Fine-tuning (reference finetune.py): ASGD from the best weights, averaging from the start.
+                model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device))
+                state["phase"] = "finetune"
+                opt = make_optimizer(model, cfg, "finetune")
+            epoch = state["epoch"] + 1
+            torch.manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch seeds: a resumed run repeats exactly
+            rng = random.Random(cfg.seed * 100_003 + epoch)
+            start = time.perf_counter()
+            with _bar(cfg.progress, train_data.numel(), f"epoch {epoch}") as bar:
+                train_loss, tokens = train_epoch(model, opt, train_data, cfg, rng, bar)
+            train_seconds = time.perf_counter() - start
+            val_raw = evaluate(model, val_data, cfg.bptt)
+            with opt.averaged():
+                val = evaluate(model, val_data, cfg.bptt) if opt.averaging else val_raw
+                if math.isfinite(val) and val < state["best_val"]:
+                    state["best_val"], state["best_epoch"] = val, epoch
+                    atomic_torch_save(model.state_dict(), run_dir / "best.pt")
+            if state["phase"] == "train":
+                if opt.observe(val):
+                    state["avg_start_epoch"] = epoch + 1  # averaging acts from the next epoch's first step
+            else:
+                # Fine-tuning stops on the same non-monotone criterion that triggers NT-ASGD.
+                n, logs = cfg.nonmono, opt.logs
+                state["stopped"] = len(logs) > n and val > min(logs[:-n])
+                logs.append(val)
+            seconds = time.perf_counter() - start
+            state["wall_time"] += seconds
+            state["history"].append(dict(
+                epoch=epoch, phase=state["phase"], train_loss=train_loss, train_ppl=_ppl(train_loss),
+                val_loss=val, val_ppl=_ppl(val), val_loss_raw=val_raw, val_ppl_raw=_ppl(val_raw),
+                lr=cfg.lr, averaging=opt.averaging, seconds=round(seconds, 3),
+                tokens_per_s=round(tokens / train_seconds, 1)))
+            say(f"epoch {epoch:3d} | train ppl {_ppl(train_loss):8.2f} | valid ppl {_ppl(val):8.2f}"
+                + (" (averaged)" if opt.averaging else "") + f" | {seconds:6.1f} s")
+            state["epoch"] = epoch
+            if not (math.isfinite(train_loss) and math.isfinite(val)):
+                state["status"] = "diverged"
+                say(f"loss is not finite at epoch {epoch}: the run is recorded as diverged")
+            atomic_torch_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state), ckpt_path)
+            write_records()
+        if state["status"] == "running":
+            model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device))
+            state["test_loss"] = evaluate(model, test_data, cfg.bptt)
+            state["status"] = "finished"
+            say(f"best valid ppl {_ppl(state['best_val']):.2f} (epoch {state['best_epoch']}), "
+                f"test ppl {_ppl(state['test_loss']):.2f}")
+        write_records()
+        atomic_torch_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state), ckpt_path)
+    except KeyboardInterrupt:
+        state["status"] = "interrupted"  # the checkpoint of the last whole epoch stays as it was
+        write_records()
+        state["status"] = "running"
+        raise
+    return load_run(run_dir)
+
+
+def make_optimizer(model: AWDLSTM, cfg: Config, phase: str) -> NTASGD:
+    mode = cfg.optimizer if phase == "train" else "asgd"
+    return NTASGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.wdecay, mode=mode, nonmono=cfg.nonmono)
+
+
+def make_summary(cfg: Config, state: dict, meta: dict) -> dict:
+    hist = state["history"]
+    test_loss = state.get("test_loss")
+    return dict(
+        run_id=cfg.run_id(), status=state["status"], epochs_done=state["epoch"] if hist else 0,
+        best_epoch=state["best_epoch"],
+        best_val_loss=state["best_val"] if state["best_epoch"] else None,
+        best_val_ppl=_ppl(state["best_val"]) if state["best_epoch"] else None,
+        test_loss=test_loss, test_ppl=_ppl(test_loss) if test_loss is not None else None,
+        final_val_ppl=hist[-1]["val_ppl"] if hist else None,
+        averaging_start_epoch=state["avg_start_epoch"],
+        train_tokens_per_s=round(sum(h["tokens_per_s"] for h in hist) / len(hist), 1) if hist else None,
+        wall_time_s=round(state["wall_time"], 1),
+        **meta)
+
+
+def run_metadata(device: torch.device, n_params: int) -> dict:
+    return dict(params=n_params, seed_note="per-epoch torch and BPTT seeds: seed * 100003 + epoch",
+                git_commit=_git("rev-parse", "HEAD"), git_dirty=bool(_git("status", "--porcelain", "--", "awd")),
+                torch_version=torch.__version__, python_version=platform.python_version(),
+                device=str(device), device_name=device_name(device), threads=torch.get_num_threads(),
+                hostname=platform.node())
+
+
+# --- reading runs back ------------------------------------------------------------------------------------
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} is not a run folder (no config.json); runs live under results/")
+    config = Config.from_json((path / "config.json").read_text())
+    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+    history = []
+    if (path / "history.csv").exists():
+        with open(path / "history.csv", newline="") as f:
+            for row in csv.DictReader(f):
+                history.append({k: _parse_cell(v) for k, v in row.items()})
+    return Run(path.name, path, config, history, summary)
+
+
+def _parse_cell(v: str):
+    if v in ("True", "False"):
+        return v == "True"
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+# --- small utilities --------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but CUDA is not available here; use device='auto' or 'cpu'")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _ppl(loss: float | None) -> float | None:
+    if loss is None:
+        return None
+    return math.exp(loss) if loss < 50 else math.inf
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def _printer(enabled: bool):
+    def say(msg: str):
+        if enabled:
+            print(msg, file=sys.stderr, flush=True)
+    return say
+
+
+class _NoBar:
+    def update(self, n): pass
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+
+
+def _bar(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="tok", unit_scale=True, leave=False, mininterval=1.0)
