@@ -1,0 +1,129 @@
+"""The trainer end to end at the smoke profile: learning, records, reuse, resume, divergence, bad input."""
+import importlib
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from awd.config import Config, ConfigError
+
+# `awd.train` is also the name of the function that awd/__init__.py exports; take the module itself.
+T = importlib.import_module("awd.train")
+pytestmark = pytest.mark.usefixtures("data_dir")
+
+LOSS_COLUMNS = ("train_loss", "val_loss", "val_loss_raw")
+
+
+def smoke(**kw):
+    return Config.from_profile("smoke", progress=False, threads=1, **kw)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    return T.train(smoke(), results_dir=results), results
+
+
+def test_smoke_run_learns_and_records_everything(finished):
+    run, _ = finished
+    assert run.finished and run.summary["status"] == "finished"
+    vals = [h["val_ppl"] for h in run.history]
+    assert len(vals) == run.config.epochs and vals[-1] < vals[0]
+    files = {p.name for p in run.path.iterdir()}
+    assert {"config.json", "history.csv", "summary.json", "checkpoint.pt", "best.pt"} <= files
+    assert not any(name.endswith(".tmp") for name in files)
+    s = run.summary
+    for key in ("best_val_ppl", "test_ppl", "params", "git_commit", "torch_version", "device", "device_name",
+                "wall_time_s", "best_epoch"):
+        assert s[key] is not None, key
+    assert s["best_val_ppl"] == pytest.approx(min(vals))
+    assert json.loads((run.path / "config.json").read_text())["wdrop"] == run.config.wdrop
+
+
+def test_a_finished_config_is_returned_without_training(finished, monkeypatch):
+    run, results = finished
+    monkeypatch.setattr(T, "train_epoch", lambda *a, **k: pytest.fail("must not train again"))
+    again = T.train(smoke(), results_dir=results)
+    assert again.id == run.id and again.history == run.history
+
+
+def test_resumed_run_equals_uninterrupted(finished, tmp_path, monkeypatch):
+    run, _ = finished
+    real, calls = T.train_epoch, []
+
+    def dies_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_epoch", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(smoke(), results_dir=tmp_path)
+    summary = json.loads((tmp_path / run.id / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["epochs_done"] == 2
+    monkeypatch.setattr(T, "train_epoch", real)
+    resumed = T.train(smoke(), results_dir=tmp_path)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    for a, b in zip(resumed.history, run.history):
+        for col in LOSS_COLUMNS:
+            assert a[col] == pytest.approx(b[col], rel=1e-9, abs=1e-12), col
+    assert resumed.summary["test_ppl"] == pytest.approx(run.summary["test_ppl"], rel=1e-9)
+
+
+def test_divergence_is_recorded_not_raised(tmp_path):
+    run = T.train(smoke(lr=1e9, clip=0.0, epochs=2), results_dir=tmp_path)
+    assert run.summary["status"] == "diverged"
+    assert not math.isfinite(run.history[-1]["train_loss"]) or not math.isfinite(run.history[-1]["val_loss"])
+
+
+def test_ntasgd_triggers_and_evaluates_on_the_average(tmp_path):
+    # smoke has nonmono=1; a large lr makes validation bounce so that averaging starts within a few epochs.
+    run = T.train(smoke(epochs=6, lr=60.0), results_dir=tmp_path)
+    started = run.summary["averaging_start_epoch"]
+    if started is None:
+        pytest.skip("validation never got worse in this short run")
+    after = [h for h in run.history if h["epoch"] >= started]
+    assert all(h["averaging"] for h in after)
+    assert any(h["val_loss"] != h["val_loss_raw"] for h in after)
+
+
+def test_asgd_averages_from_the_start(tmp_path):
+    run = T.train(smoke(optimizer="asgd", epochs=2), results_dir=tmp_path)
+    assert all(h["averaging"] for h in run.history)
+
+
+def test_finetune_stage_runs_asgd_from_the_best_weights(tmp_path):
+    run = T.train(smoke(epochs=2, finetune_epochs=2), results_dir=tmp_path)
+    phases = [h["phase"] for h in run.history]
+    assert phases[:2] == ["train", "train"] and set(phases[2:]) == {"finetune"} and len(phases) >= 3
+    assert all(h["averaging"] for h in run.history if h["phase"] == "finetune")
+
+
+def test_cli_bad_input_fails_before_training_with_a_clear_message(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "awd", "train", "--profile", "smoke", "--set", "wdrop=1.5",
+                          "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "wdrop=1.5" in out.stderr and "[0, 1)" in out.stderr
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ConfigError):
+        smoke(dataset="no-such-dataset")
+
+
+def test_cli_smoke_train_then_eval(tmp_path):
+    base = [sys.executable, "-m", "awd"]
+    out = subprocess.run(base + ["train", "--profile", "smoke", "--epochs", "1", "--quiet",
+                                 "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "test ppl" in out.stdout
+    run_id = next(tmp_path.iterdir()).name
+    out = subprocess.run(base + ["eval", run_id, "--results-dir", str(tmp_path)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "valid" in out.stdout and "test" in out.stdout
+    out = subprocess.run(base + ["generate", run_id, "--words", "10", "--results-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split()) >= 5
