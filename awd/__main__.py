@@ -1,4 +1,4 @@
-"""Command line: ``python -m awd {train,eval,generate,bench} ...`` (``--help`` on each)."""
+"""Command line: ``python -m awd {train,eval,generate,grid,bench} ...`` (``--help`` on each)."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("grid", help="train the ablation grid (resumable; finished runs are skipped)")
+    p.add_argument("--profile", default="book", choices=sorted(PROFILES))
+    p.add_argument("--dataset", default="ptb")
+    p.add_argument("--variants", nargs="+", help="names from awd.experiments.VARIANTS (default: the book's grid)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--jobs", type=int, default=2, help="single-thread runs side by side (default 2)")
+    p.add_argument("--results-dir", default="results")
 
     p = sub.add_parser("bench", help="tokens/s and memory of AWD-LSTM next to a plain LSTM")
     p.add_argument("--profiles", nargs="+", default=None, help="which sizes to measure (default: paper-ptb book)")
@@ -123,12 +132,17 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_grid(args) -> int:
+    from .experiments import main as grid_main
+    return grid_main(args)
+
+
 def cmd_bench(args) -> int:
     from .bench import main as bench_main
     return bench_main(args)
 
 
-COMMANDS = dict(train=cmd_train, eval=cmd_eval, generate=cmd_generate, bench=cmd_bench)
+COMMANDS = dict(train=cmd_train, eval=cmd_eval, generate=cmd_generate, grid=cmd_grid, bench=cmd_bench)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,162 @@
+"""The ablations: each row of the paper's Table 3 as a change to one profile, and a resumable grid runner.
+
+A variant is a small dict of config overrides; its runs are ``Config.from_profile(profile, **overrides)``
+for each seed. Notebooks, the grid command and the summary table all read ``VARIANTS`` from here, so a
+row means the same thing everywhere.
+
+    python -m awd grid --profile book --seeds 0 1 2            # the book's grid, resumable
+    python -m awd grid --profile book --variants full "no tying" --seeds 0
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from .config import RUNTIME_FIELDS, Config
+
+NO_DROPOUT = dict(dropout=0.0, dropouth=0.0, dropouti=0.0, dropoute=0.0, wdrop=0.0)
+
+VARIANTS: dict[str, dict] = {
+    "full": {},                                   # all techniques on, NT-ASGD
+    "no tying": dict(tie_weights=False),
+    "no dropout": NO_DROPOUT,                     # no dropout of any kind (weight drop included)
+    "standard dropout": dict(dropout_mode="standard"),
+    "no weight drop": dict(wdrop=0.0),
+    "SGD": dict(optimizer="sgd"),
+    "ASGD": dict(optimizer="asgd"),
+    # further rows of the paper's ablation table
+    "fixed BPTT": dict(variable_bptt=False),
+    "no embedding dropout": dict(dropoute=0.0),
+    "no weight decay": dict(wdecay=0.0),
+    "no AR/TAR": dict(alpha=0.0, beta=0.0),
+}
+
+# What the book trains on PTB (3 seeds each) and, where the budget allows, on WikiText-2.
+BOOK_GRID = ["full", "no tying", "no dropout", "standard dropout", "no weight drop", "SGD", "ASGD"]
+BOOK_GRID_WT2 = ["full", "no tying"]
+
+# The paper's Table 3 (validation / test perplexity), for setting beside ours. "full" is the model
+# without fine-tuning, which is what our runs are (finetune_epochs=0).
+PAPER_ABLATIONS = {
+    "ptb": {"full (fine-tuned)": (60.0, 57.3), "full": (60.7, 58.8), "SGD": (66.3, 63.7),
+            "fixed BPTT": (61.3, 58.9), "no embedding dropout": (65.1, 62.7), "no weight decay": (63.7, 61.0),
+            "no AR/TAR": (62.7, 60.3), "full-sized embedding": (68.0, 65.6), "no weight drop": (71.1, 68.9)},
+    "wikitext-2": {"full (fine-tuned)": (68.6, 65.8), "full": (69.1, 66.0), "SGD": (73.3, 69.7),
+                   "fixed BPTT": (69.3, 66.2), "no embedding dropout": (71.1, 68.1),
+                   "no weight decay": (71.9, 68.7), "no AR/TAR": (73.2, 70.1),
+                   "full-sized embedding": (73.7, 70.7), "no weight drop": (78.4, 74.9)},
+}
+
+
+def variant_config(variant: str, profile: str = "book", seed: int = 0, **overrides) -> Config:
+    if variant not in VARIANTS:
+        raise KeyError(f"variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    return Config.from_profile(profile, **{**VARIANTS[variant], "seed": seed, **overrides})
+
+
+def variant_of(cfg: Config) -> str:
+    """Name the variant a stored config is (its changes against its profile), or describe the changes."""
+    base = Config.from_profile(cfg.profile, dataset=cfg.dataset, seed=cfg.seed, epochs=cfg.epochs) \
+        if cfg.profile in _profiles() else None
+    if base is None:
+        return "custom"
+    diff = {k: v for k, v in cfg.to_dict().items()
+            if k not in RUNTIME_FIELDS and v != getattr(base, k)}
+    for name, overrides in VARIANTS.items():
+        if diff == {k: v for k, v in overrides.items() if v != getattr(base, k)}:
+            return name
+    return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
+
+
+def _profiles():
+    from .config import PROFILES
+    return PROFILES
+
+
+# --- running ----------------------------------------------------------------------------------------------
+def _train_one(cfg_json: str, results_dir: str) -> str:
+    from .train import train
+    run = train(Config.from_json(cfg_json), results_dir=results_dir)
+    return run.id
+
+
+def run_grid(configs: list[Config], results_dir: str | Path = "results", jobs: int = 1) -> list[str]:
+    """Train every config that is not finished yet; ``jobs`` single-thread runs side by side.
+
+    Each run checkpoints every epoch, so an interrupted grid picks up where it stopped when asked again.
+    On 2 cores, two single-thread runs give about 1.2x the throughput of one two-thread run.
+    """
+    from .train import load_run
+    results_dir = Path(results_dir)
+    todo = []
+    for cfg in configs:
+        path = results_dir / cfg.run_id()
+        if (path / "summary.json").exists() and load_run(path).finished:
+            continue
+        todo.append(cfg.replace(threads=1, progress=False) if jobs > 1 else cfg)
+    print(f"{len(configs) - len(todo)} of {len(configs)} runs already finished; training {len(todo)}", flush=True)
+    done = []
+    if jobs <= 1:
+        for cfg in todo:
+            done.append(_train_one(cfg.to_json(), str(results_dir)))
+            write_index(results_dir)
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_train_one, cfg.to_json(), str(results_dir)): cfg for cfg in todo}
+            for fut in as_completed(futures):
+                run_id = fut.result()
+                done.append(run_id)
+                print(f"finished {run_id} ({variant_of(futures[fut])})", flush=True)
+                write_index(results_dir)
+    write_index(results_dir)
+    return done
+
+
+# --- reading --------------------------------------------------------------------------------------------
+INDEX_FIELDS = ["run_id", "dataset", "profile", "variant", "seed", "status", "epochs_done", "best_epoch",
+                "best_val_ppl", "test_ppl", "averaging_start_epoch", "params", "wall_time_s",
+                "train_tokens_per_s", "device_name", "git_commit"]
+
+
+def index_rows(results_dir: str | Path = "results") -> list[dict]:
+    rows = []
+    for cfg_path in sorted(Path(results_dir).glob("*/config.json")):
+        summary_path = cfg_path.with_name("summary.json")
+        if not summary_path.exists():
+            continue
+        cfg = Config.from_json(cfg_path.read_text())
+        s = json.loads(summary_path.read_text())
+        rows.append(dict(run_id=cfg_path.parent.name, dataset=cfg.dataset, profile=cfg.profile,
+                         variant=variant_of(cfg), seed=cfg.seed,
+                         **{k: s.get(k) for k in INDEX_FIELDS[5:]}))
+    return rows
+
+
+def write_index(results_dir: str | Path = "results") -> Path:
+    """``results/index.csv``: one row per run folder (rewritten atomically from the folders)."""
+    path = Path(results_dir) / "index.csv"
+    tmp = path.with_name("index.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
+        writer.writeheader()
+        writer.writerows(index_rows(results_dir))
+    os.replace(tmp, path)
+    return path
+
+
+def main(args) -> int:
+    variants = args.variants or (BOOK_GRID if args.dataset == "ptb" else BOOK_GRID_WT2)
+    configs = [variant_config(v, args.profile, seed, dataset=args.dataset, **_epochs(args))
+               for v in variants for seed in args.seeds]
+    run_grid(configs, args.results_dir, jobs=args.jobs)
+    print(f"index: {Path(args.results_dir) / 'index.csv'}")
+    return 0
+
+
+def _epochs(args) -> dict:
+    return {"epochs": args.epochs} if args.epochs else {}
+

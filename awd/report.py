@@ -1,0 +1,135 @@
+"""From runs to what the book shows: tidy tables, the ablation table with confidence intervals, and plots.
+
+The chapters call these and nothing else, so every figure and number on a page comes from stored runs:
+
+    runs = ensure_runs(["full", "no tying"], profile="book", seeds=[0, 1, 2])   # trains only what is missing
+    curves(history_frame(runs))                                                  # mean and band over seeds
+    ablation_table(runs)                                                         # mean, sd, delta and 95% CI
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .experiments import PAPER_ABLATIONS, variant_config, variant_of
+from .train import Run, train
+
+PALETTE = "colorblind"
+
+
+def ensure_runs(variants, profile: str = "book", seeds=(0,), dataset: str = "ptb", results_dir="../results",
+                retrain: bool = False, **overrides) -> list[Run]:
+    """The runs of each variant and seed: read from ``results_dir`` when stored, trained when missing."""
+    runs = []
+    for variant in variants:
+        for seed in seeds:
+            cfg = variant_config(variant, profile, seed, dataset=dataset, **overrides)
+            runs.append(train(cfg, results_dir=results_dir, retrain=retrain))
+    return runs
+
+
+def history_frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per run and epoch, with the run's variant, seed and profile."""
+    frames = []
+    for run in runs:
+        df = pd.DataFrame(run.history)
+        df["variant"], df["seed"], df["run_id"] = variant_of(run.config), run.config.seed, run.id
+        df["profile"], df["dataset"] = run.config.profile, run.config.dataset
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary_frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: what it is and its final numbers."""
+    rows = []
+    for run in runs:
+        s = run.summary
+        rows.append(dict(variant=variant_of(run.config), seed=run.config.seed, run_id=run.id,
+                         profile=run.config.profile, dataset=run.config.dataset, status=s.get("status"),
+                         epochs=s.get("epochs_done"), best_epoch=s.get("best_epoch"),
+                         best_val_ppl=s.get("best_val_ppl"), test_ppl=s.get("test_ppl"),
+                         params=s.get("params"), averaging_start_epoch=s.get("averaging_start_epoch"),
+                         wall_time_s=s.get("wall_time_s"), device=s.get("device_name")))
+    return pd.DataFrame(rows)
+
+
+def welch_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``a - b`` and its Welch t confidence interval; NaN where a group has fewer than 2 values."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = a.mean() - b.mean()
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    from scipy import stats
+    half = stats.t.ppf(0.5 + level / 2, dof) * se
+    return diff, diff - half, diff + half
+
+
+def ablation_table(runs: list[Run], baseline: str = "full", with_paper: bool = True) -> pd.DataFrame:
+    """Per variant: mean and sd over seeds of best validation and test perplexity, the difference to the
+    baseline with a 95% Welch interval, and the paper's row beside it where the paper has one."""
+    df = summary_frame(runs)
+    df = df[df.status == "finished"]
+    base = df[df.variant == baseline]
+    dataset = df.dataset.iloc[0] if len(df) else "ptb"
+    paper = PAPER_ABLATIONS.get(dataset, {})
+    rows = []
+    for variant, g in df.groupby("variant", sort=False):
+        row = {"variant": variant, "seeds": len(g),
+               "val ppl": g.best_val_ppl.mean(), "val sd": g.best_val_ppl.std(ddof=1),
+               "test ppl": g.test_ppl.mean(), "test sd": g.test_ppl.std(ddof=1)}
+        if variant != baseline and len(base):
+            d, lo, hi = welch_ci(g.test_ppl, base.test_ppl)
+            row.update({"Δ test": d, "95% CI low": lo, "95% CI high": hi})
+        if with_paper and variant in paper:
+            full_val, full_test = paper["full"]
+            val, test = paper[variant]
+            row.update({"paper val": val, "paper test": test,
+                        "paper Δ test": test - full_test if variant != baseline else np.nan})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")
+
+
+# --- plots ----------------------------------------------------------------------------------------------
+def set_style():
+    import seaborn as sns
+    sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE)
+
+
+def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=None, title: str | None = None,
+           log: bool = True, style: str | None = None):
+    """Perplexity per epoch; with several seeds the line is the mean and the band one standard deviation."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=history, x="epoch", y=y, hue=hue, style=style, errorbar="sd", ax=ax, marker="o",
+                 markersize=4)
+    labels = {"val_ppl": "validation perplexity", "train_ppl": "training perplexity",
+              "val_ppl_raw": "validation perplexity (raw weights)"}
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(labels.get(y, y))
+    if log:
+        ax.set_yscale("log")
+        from matplotlib.ticker import ScalarFormatter
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def profile_note(runs: list[Run]) -> str:
+    """A sentence naming the profile(s), dataset and seeds the page's runs come from."""
+    df = summary_frame(runs)
+    profiles = ", ".join(sorted(df.profile.unique()))
+    seeds = sorted(df.seed.unique())
+    return (f"profile `{profiles}` on {', '.join(sorted(df.dataset.unique()))}, "
+            f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})")
+

@@ -1,0 +1,64 @@
+"""Variants, the grid runner, the index and the ablation statistics."""
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from awd.config import Config
+from awd.experiments import VARIANTS, run_grid, variant_config, variant_of
+from awd.report import ablation_table, history_frame, welch_ci
+from awd.train import Run
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_is_recognised_from_its_config(variant):
+    assert variant_of(variant_config(variant, "book", seed=2)) == variant
+
+
+def test_unknown_changes_are_described():
+    assert variant_of(variant_config("full", "smoke").replace(lr=3.0)) == "lr=3.0"
+    with pytest.raises(KeyError, match="variant 'dropout'"):
+        variant_config("dropout")
+
+
+def test_welch_interval_matches_a_hand_computation():
+    a, b = [10.0, 12.0, 11.0], [8.0, 9.0, 7.0]
+    d, lo, hi = welch_ci(a, b)
+    se = math.sqrt(np.var(a, ddof=1) / 3 + np.var(b, ddof=1) / 3)  # = sqrt(2/3); dof = 4
+    assert d == pytest.approx(3.0)
+    assert hi - d == pytest.approx(2.776445 * se, rel=1e-5)  # t_{0.975, 4}
+    assert d - lo == pytest.approx(hi - d)
+    assert math.isnan(welch_ci([1.0], [2.0, 3.0])[1])
+
+
+def fake_run(variant, seed, test_ppl, val_ppl):
+    cfg = variant_config(variant, "book", seed)
+    summary = dict(status="finished", best_val_ppl=val_ppl, test_ppl=test_ppl, epochs_done=3, best_epoch=3)
+    history = [dict(epoch=e, val_ppl=val_ppl + 3 - e, train_ppl=val_ppl) for e in (1, 2, 3)]
+    return Run(cfg.run_id(), Path("."), cfg, history, summary)
+
+
+def test_ablation_table_means_deltas_and_paper_rows():
+    runs = [fake_run("full", s, t, t + 2) for s, t in enumerate([100.0, 102.0, 101.0])]
+    runs += [fake_run("no weight drop", s, t, t + 2) for s, t in enumerate([110.0, 111.0, 112.0])]
+    table = ablation_table(runs)
+    assert table.loc["full", "test ppl"] == pytest.approx(101.0)
+    assert table.loc["no weight drop", "Δ test"] == pytest.approx(10.0)
+    assert table.loc["no weight drop", "95% CI low"] < 10.0 < table.loc["no weight drop", "95% CI high"]
+    assert table.loc["no weight drop", "paper test"] == 68.9
+    assert table.loc["no weight drop", "paper Δ test"] == pytest.approx(68.9 - 58.8)
+    frame = history_frame(runs)
+    assert len(frame) == 18 and set(frame.variant) == {"full", "no weight drop"}
+
+
+def test_grid_trains_what_is_missing_and_writes_the_index(tmp_path, data_dir):
+    configs = [variant_config(v, "smoke", 0, epochs=1, progress=False) for v in ("full", "no tying")]
+    assert len(run_grid(configs, tmp_path, jobs=2)) == 2
+    assert run_grid(configs, tmp_path, jobs=2) == [], "finished runs are not trained again"
+    with open(tmp_path / "index.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["variant"] for r in rows) == ["full", "no tying"]
+    assert all(r["status"] == "finished" and float(r["test_ppl"]) > 0 for r in rows)
+    assert Config.from_json((tmp_path / rows[0]["run_id"] / "config.json").read_text()).threads == 1
