@@ -18,6 +18,10 @@ $(STAMP): requirements.txt pyproject.toml
 lab: venv
 	$(PY) -m awd train --profile lab
 
+# the book: every chapter of _toc.yml through papermill (PROFILE, default "book"), then _build/html
+book: venv
+	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE))
+
 test: venv
 	$(PY) -m pytest -q
 

@@ -1,0 +1,351 @@
+"""The book: every chapter runs through papermill at the smoke profile, the HTML builds with
+warnings as errors, passes the static check, and renders in a real browser (headless Chromium
+driven by Playwright) with figures loaded and math typeset, offline.
+
+Tests marked slow build the book; the others check the checker on a tiny hand-made site.
+The build goes into the repository's own gitignored outputs (book/chapters/, _build/), once per
+session; screenshots go to _build/screenshots/.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+sys.path.insert(0, str(ROOT / "tools"))
+
+import build_book  # noqa: E402
+import check_html  # noqa: E402
+
+CHAPTERS = build_book.chapter_names()
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# what the build reads or writes (the rest of the tree may be changing under other work meanwhile)
+BUILD_PATHS = ["book", "notebooks", "results", "_build", "_config.yml", "_toc.yml"]
+
+
+def _git_status() -> str:
+    try:
+        return subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all", "--", *BUILD_PATHS],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "(no git)"
+
+
+@pytest.fixture(scope="session")
+def built_book():
+    """Run tools/build_book.py --profile smoke once; yields its log and the git status around it."""
+    before = _git_status()
+    start = time.perf_counter()
+    env = dict(os.environ, AWD_BOOK_NO_REEXEC="1")  # run with this interpreter (the venv under make test)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_book.py"), "--profile", "smoke"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"book build failed (exit {proc.returncode}):\n{log[-8000:]}"
+    yield {"log": log, "seconds": time.perf_counter() - start, "git_before": before, "git_after": _git_status()}
+
+
+def test_toc_lists_chapters_with_source_notebooks():
+    assert CHAPTERS, "_toc.yml lists no book/chapters/* pages"
+    for name in CHAPTERS:
+        assert (ROOT / "notebooks" / f"{name}.ipynb").is_file(), f"no notebooks/{name}.ipynb for the TOC entry"
+
+
+@pytest.mark.slow
+def test_build_prints_progress_per_notebook(built_book):
+    for name in CHAPTERS:
+        assert f"{name}: done in" in built_book["log"], f"no progress line for {name}"
+    assert "check_html: OK" in built_book["log"]
+
+
+@pytest.mark.slow
+def test_build_leaves_git_tree_unchanged(built_book):
+    assert built_book["git_after"] == built_book["git_before"], (
+        "the book build changed tracked or unignored files:\n"
+        f"before:\n{built_book['git_before']}\nafter:\n{built_book['git_after']}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_notebook_ran_at_smoke_profile_and_drew_a_figure(built_book, name):
+    import nbformat
+
+    nb = nbformat.read(ROOT / "book" / "chapters" / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    injected = [c for c in code if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "profile = \"smoke\"" in injected[0].source, "papermill did not inject profile='smoke'"
+    for cell in code:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags or "injected-parameters" in tags:
+            assert "remove-cell" in tags, "parameter cells must be hidden from the page"
+        assert not [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    images = [o for c in code for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images, f"{name} drew no figure"
+    assert nb.metadata.get("papermill", {}).get("parameters", {}).get("profile") == "smoke"
+
+
+@pytest.mark.slow
+def test_static_html_check(built_book):
+    problems = check_html.check_site(HTML)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_mathjax_is_local_not_cdn(built_book):
+    assert (HTML / check_html.MATHJAX_SCRIPT).stat().st_size > 100_000
+    for page in [HTML / f"{d}.html" for d in build_book.toc_files()]:
+        text = page.read_text()
+        assert "cdn.jsdelivr.net/npm/mathjax" not in text and "mathjax@" not in text, page
+        assert "_static/mathjax/tex-chtml.js" in text, f"{page} does not load the local MathJax"
+
+
+@pytest.mark.slow
+def test_launch_buttons_point_at_source_notebooks(built_book):
+    text = (HTML / "book" / "chapters" / f"{CHAPTERS[0]}.html").read_text()
+    assert f"colab.research.google.com/github/" in text and f"/notebooks/{CHAPTERS[0]}.ipynb" in text
+    assert "mybinder.org/v2/gh/" in text
+    assert "blob/main/book/chapters/" not in text
+
+
+# ---------------------------------------------------------------- real browser
+
+
+def _chromium() -> str | None:
+    if os.environ.get("AWD_CHROMIUM"):  # an explicit choice, and the only one tried
+        return os.environ["AWD_CHROMIUM"] if Path(os.environ["AWD_CHROMIUM"]).is_file() else None
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def _need_or_skip(reason: str):
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: the browser test may not be skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def site(built_book):
+    """Serve _build/html on 127.0.0.1 (random port) for the browser."""
+    handler = functools.partial(QuietHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()
+    if executable is None:
+        _need_or_skip("no Chromium found (apt-get install chromium, or set AWD_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need_or_skip("the playwright Python package is not installed (pip install -r requirements.txt)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+BROWSER_CHECK = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  const imgs = Array.from(document.querySelectorAll('img'));
+  await Promise.all(imgs.map(i => { i.loading = 'eager'; return i.decode().catch(() => null); }));
+  const article = document.querySelector('article') || document.body;
+  const prose = article.cloneNode(true);
+  prose.querySelectorAll('pre, code, script, style, mjx-container, .highlight, .cell_output, textarea')
+       .forEach(n => n.remove());
+  return {
+    mathjax: !!(window.MathJax && MathJax.version),
+    mathjaxVersion: window.MathJax && MathJax.version,
+    mathNodes: article.querySelectorAll('.math').length,
+    typesetMathNodes: Array.from(article.querySelectorAll('.math')).filter(n => n.querySelector('mjx-container')).length,
+    mjx: document.querySelectorAll('mjx-container').length,
+    mathErrors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
+    images: imgs.map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth})),
+    articleImages: article.querySelectorAll('img').length,
+    leftover: prose.textContent.match(/\\$\\$|\\\\\\(|\\\\\\[|\\\\begin\\{|\\{glue/g) || [],
+    stderr: document.querySelectorAll('.output.stderr').length,
+    params: document.querySelectorAll('.tag_parameters, .tag_injected-parameters').length,
+  };
+}"""
+
+
+def _pages():
+    return ["book/intro"] + [f"book/chapters/{n}" for n in CHAPTERS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc", _pages())
+def test_page_renders_in_browser(browser, site, doc):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    outside, errors = [], []
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        def route(route):
+            url = route.request.url
+            if url.startswith(site) or url.startswith(("data:", "blob:", "about:")):
+                route.continue_()
+            else:
+                outside.append(url)
+                route.abort()
+
+        context.route("**/*", route)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        response = page.goto(f"{site}/{doc}.html", wait_until="load", timeout=60_000)
+        assert response is not None and response.ok, f"{doc}.html: HTTP {response and response.status}"
+        result = page.evaluate(BROWSER_CHECK)
+        page.screenshot(path=str(SCREENSHOTS / f"{doc.replace('/', '__')}.png"), full_page=True)
+    finally:
+        context.close()
+
+    detail = json.dumps(result, indent=1)
+    assert not outside, f"{doc}: requests to other hosts (the book must work offline): {outside}"
+    assert not errors, f"{doc}: JavaScript errors: {errors}"
+    bad = [i for i in result["images"] if not i["ok"]]
+    assert not bad, f"{doc}: images that did not load: {bad}"
+    assert result["mathjax"], f"{doc}: MathJax did not load\n{detail}"
+    assert result["mathNodes"] > 0 and result["mjx"] > 0, f"{doc}: no typeset math\n{detail}"
+    assert result["typesetMathNodes"] == result["mathNodes"], f"{doc}: math left untypeset\n{detail}"
+    assert result["mathErrors"] == 0, f"{doc}: MathJax errors\n{detail}"
+    assert not result["leftover"], f"{doc}: raw TeX left in the page: {result['leftover']}"
+    if doc.startswith("book/chapters/"):
+        assert result["articleImages"] > 0, f"{doc}: no figure on the page"
+        assert result["stderr"] == 0 and result["params"] == 0, f"{doc}: stderr or parameters shown\n{detail}"
+
+
+# ---------------------------------------------------------------- the static checker itself
+
+GOOD_PAGE = """<html><head>
+<script defer src="{up}_static/mathjax/tex-chtml.js?v=1"></script></head><body><article>
+<h1 id="top">Title</h1><p>Inline <span class="math notranslate nohighlight">\\(x^2\\)</span> and</p>
+<div class="math notranslate nohighlight">\\[\\sum_t p_t\\]</div>
+<pre>code may say $$ and \\(</pre>
+<img src="{up}_images/fig.png"><a href="#top">here</a> <a href="{up}book/intro.html#top">intro</a>
+<a href="https://example.org/">out</a>
+</article></body></html>"""
+
+
+def _tiny_site(tmp_path):
+    html = tmp_path / "html"
+    (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").mkdir(parents=True)
+    (html / "_static" / "mathjax" / "tex-chtml.js").write_text("/* mathjax */")
+    (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "a.woff").write_bytes(b"w")
+    (html / "_images").mkdir()
+    (html / "_images" / "fig.png").write_bytes(b"\x89PNG")
+    (html / "book" / "chapters").mkdir(parents=True)
+    (html / "index.html").write_text('<html><body><a href="book/intro.html">intro</a></body></html>')
+    (html / "book" / "intro.html").write_text(GOOD_PAGE.format(up="../"))
+    (html / "book" / "chapters" / "01_x.html").write_text(GOOD_PAGE.format(up="../../"))
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/chapters/01_x\n")
+    return html, toc
+
+
+def test_check_html_passes_a_good_site(tmp_path):
+    html, toc = _tiny_site(tmp_path)
+    assert check_html.check_site(html, toc) == []
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ('{up}_static/mathjax/tex-chtml.js?v=1', 'https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js', "CDN"),
+    ('<img src="{up}_images/fig.png">', '<img src="{up}_images/missing.png">', "does not exist"),
+    ('<h1 id="top">Title</h1>', '<h1 id="top">Title</h1><p>$$ E = mc^2 $$</p>', "raw TeX"),
+    ('<h1 id="top">Title</h1>', '<h1 id="top">Title</h1><p>see {{glue:text}}`x`</p>', "raw TeX"),
+    ('<span class="math notranslate nohighlight">\\(x^2\\)</span>', '<span class="math">x^2</span>', "not wrapped"),
+    ('{up}book/intro.html#top', '{up}book/nowhere.html', "broken link"),
+    ('{up}book/intro.html#top', '{up}book/intro.html#nothere', "no id"),
+    ('<article>', '<article><div class="cell tag_parameters"></div>', "parameters"),
+    ('<article>', '<article><div class="output stderr">warn</div>', "stderr"),
+    ('<body>', '<body><script>const A = 1</script><script>const A = 1</script>', "repeated"),
+])
+def test_check_html_catches(tmp_path, old, new, expected):
+    html, toc = _tiny_site(tmp_path)
+    page = html / "book" / "chapters" / "01_x.html"
+    text = page.read_text()
+    old, new = old.format(up="../../"), new.format(up="../../")
+    assert old in text
+    page.write_text(text.replace(old, new))
+    problems = check_html.check_site(html, toc)
+    assert any(expected in p for p in problems), problems
+
+
+def test_check_html_requires_every_toc_page(tmp_path):
+    html, toc = _tiny_site(tmp_path)
+    (html / "book" / "chapters" / "01_x.html").unlink()
+    assert any("was not built" in p for p in check_html.check_site(html, toc))
+
+
+def test_check_html_rejects_empty_image(tmp_path):
+    html, toc = _tiny_site(tmp_path)
+    (html / "_images" / "fig.png").write_bytes(b"")
+    assert any("is empty" in p for p in check_html.check_site(html, toc))
+
+
+def test_prepare_for_book_hides_parameters_and_tames_outputs():
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    long_log = "".join(f"epoch {i}\n" for i in range(build_book.LONG_OUTPUT_LINES + 5))
+    nb = new_notebook(cells=[
+        new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+        new_code_cell("profile = 'book'", metadata={"tags": ["injected-parameters"]}),
+        new_code_cell("train()", outputs=[new_output("stream", name="stdout", text=long_log)]),
+        new_code_cell("bar()", outputs=[
+            new_output("stream", name="stdout", text="  0%|\r 50%|\r100%|\ndone\n"),
+            new_output("display_data", data={build_book.WIDGET_MIME: {"model_id": "x"}, "text/plain": "HBox()"}),
+        ]),
+    ])
+    nb.metadata["widgets"] = {"state": {}}
+    stats = build_book.prepare_for_book(nb)
+    assert stats == {"hidden": 2, "collapsed": 1, "widgets_dropped": 1}
+    assert "remove-cell" in nb.cells[0].metadata.tags and "remove-cell" in nb.cells[1].metadata.tags
+    assert "hide-output" in nb.cells[2].metadata.tags
+    assert nb.cells[3].outputs == [new_output("stream", name="stdout", text="100%|\ndone\n")]
+    assert "widgets" not in nb.metadata
+
+
+def test_toc_parser_reads_parts_and_sections(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n  - caption: A\n    chapters:\n"
+        "      - file: book/chapters/01_a\n        sections:\n          - file: book/chapters/02_b.ipynb\n"
+        "      - file: book/extra\n"
+    )
+    assert build_book.toc_files(toc) == ["book/intro", "book/chapters/01_a", "book/chapters/02_b", "book/extra"]
+    assert build_book.chapter_names(toc) == ["01_a", "02_b"]

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Build the AWD-LSTM book: execute every chapter with papermill, then build the HTML.
+
+    tools/build_book.py [--profile PROFILE] [--no-execute] [--only NAME ...] [-p KEY=VALUE ...]
+
+1. Reads _toc.yml. Every page listed as ``book/chapters/NN_name`` is the papermill output of
+   ``notebooks/NN_name.ipynb``; the TOC is the one list of chapters.
+2. Runs each of those notebooks through papermill with the venv's python kernel, cwd ``notebooks/``,
+   parameters ``profile=PROFILE`` (default "book") and any ``-p KEY=VALUE``; writes
+   ``book/chapters/NN_name.ipynb`` (gitignored build output).
+3. Prepares the executed copy for reading: the ``parameters`` and papermill's ``injected-parameters``
+   cells get ``remove-cell``; widget outputs (tqdm.auto bars) are dropped; carriage-return progress
+   lines are reduced to their final state; long text outputs are collapsed (``hide-output``).
+   stderr is removed from the pages by ``nb_output_stderr: remove`` in _config.yml.
+4. Builds ``_build/html`` with ``jupyter-book build . --all -W -n --keep-going`` (warnings are errors).
+5. Checks the HTML with tools/check_html.py (pages, images, local MathJax, internal links).
+
+Exit status is non-zero if any step fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+CHAPTERS = ROOT / "book" / "chapters"
+BUILD = ROOT / "_build"
+HTML = BUILD / "html"
+CHAPTER_PREFIX = "book/chapters/"
+DEFAULT_PROFILE = "book"
+KERNEL = "python3"  # the venv's own ipykernel: jupyter_client runs it with sys.executable
+LONG_OUTPUT_LINES = 25  # text outputs longer than this are collapsed behind a toggle
+HIDDEN_TAGS = ("parameters", "injected-parameters")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _ensure_venv() -> None:
+    """Re-run under the repository's .venv if we were started with another interpreter.
+
+    papermill starts the kernel with the interpreter that runs this script, and the chapters
+    import ``awd``, which is installed (editable) in .venv by ``make venv``.
+    """
+    venv_python = ROOT / ".venv" / "bin" / "python"
+    if os.environ.get("AWD_BOOK_NO_REEXEC") or not venv_python.exists():
+        return
+    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        os.environ["AWD_BOOK_NO_REEXEC"] = "1"
+        os.execv(str(venv_python), [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
+    """All docnames listed in the TOC (root first), in reading order."""
+    import yaml
+
+    toc = yaml.safe_load(toc_path.read_text())
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    found.append(node[key])
+            for key in ("parts", "chapters", "sections", "entries", "subtrees"):
+                walk(node.get(key))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return [re.sub(r"\.(ipynb|md)$", "", f) for f in found]
+
+
+def chapter_names(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
+    """Names (``NN_name``) of the TOC pages that are built from notebooks/."""
+    return [f[len(CHAPTER_PREFIX):] for f in toc_files(toc_path) if f.startswith(CHAPTER_PREFIX)]
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _has_tag(cell, tag: str) -> bool:
+    return tag in cell.get("metadata", {}).get("tags", [])
+
+
+def _add_tag(cell, tag: str) -> None:
+    tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+    if tag not in tags:
+        tags.append(tag)
+
+
+def _final_line_state(text: str) -> str:
+    """What a terminal shows for text with carriage returns (tqdm bars): the last segment per line."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def prepare_for_book(nb) -> dict:
+    """Tags and output clean-up applied to an executed notebook before the HTML build."""
+    stats = {"hidden": 0, "collapsed": 0, "widgets_dropped": 0}
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        if any(_has_tag(cell, t) for t in HIDDEN_TAGS):
+            _add_tag(cell, "remove-cell")
+            stats["hidden"] += 1
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") in ("display_data", "execute_result") and WIDGET_MIME in out.get("data", {}):
+                stats["widgets_dropped"] += 1
+                continue
+            if out.get("output_type") == "stream":
+                out["text"] = _final_line_state(out.get("text", ""))
+            outputs.append(out)
+        cell["outputs"] = outputs
+        text_lines = sum(
+            len(out.get("text", "").splitlines())
+            for out in outputs
+            if out.get("output_type") == "stream" and out.get("name") == "stdout"
+        )
+        if text_lines > LONG_OUTPUT_LINES and not any(
+            _has_tag(cell, t) for t in ("remove-output", "remove-cell", "hide-output", "hide-cell")
+        ):
+            _add_tag(cell, "hide-output")
+            stats["collapsed"] += 1
+    nb.metadata.pop("widgets", None)
+    return stats
+
+
+def execute(names: list[str], parameters: dict, kernel: str = KERNEL) -> None:
+    import nbformat
+    import papermill
+
+    # The chapters import `awd` from the repository even if the editable install is missing.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silence debugpy's frozen-modules note
+    CHAPTERS.mkdir(parents=True, exist_ok=True)
+    shown = ", ".join(f"{k}={v!r}" for k, v in parameters.items())
+    total = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        src = NOTEBOOKS / f"{name}.ipynb"
+        dst = CHAPTERS / f"{name}.ipynb"
+        if not src.exists():
+            raise SystemExit(f"_toc.yml lists {CHAPTER_PREFIX}{name} but {src.relative_to(ROOT)} does not exist")
+        source_nb = nbformat.read(src, as_version=4)
+        if not any(_has_tag(c, "parameters") for c in source_nb.cells if c.cell_type == "code"):
+            raise SystemExit(f"{src.relative_to(ROOT)} has no code cell tagged 'parameters'")
+        print(f"[{i}/{len(names)}] {name}: papermill ({shown}) ...", flush=True)
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(src),
+                str(dst),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(NOTEBOOKS),
+                progress_bar=False,
+                log_output=False,
+            )
+        except papermill.PapermillExecutionError as err:
+            print(f"[{i}/{len(names)}] {name}: FAILED after {time.perf_counter() - start:.1f}s "
+                  f"(partial output in {dst.relative_to(ROOT)})\n{err}", file=sys.stderr, flush=True)
+            raise SystemExit(1)
+        nb = nbformat.read(dst, as_version=4)
+        stats = prepare_for_book(nb)
+        nbformat.write(nb, dst)
+        print(f"[{i}/{len(names)}] {name}: done in {time.perf_counter() - start:.1f}s "
+              f"(hidden cells {stats['hidden']}, collapsed outputs {stats['collapsed']})", flush=True)
+    print(f"executed {len(names)} notebook(s) in {time.perf_counter() - total:.1f}s", flush=True)
+
+
+def build_html() -> None:
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(ROOT), "--builder", "html",
+           "--all", "-W", "-n", "--keep-going"]
+    print("building HTML: " + " ".join(cmd[1:]), flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"jupyter-book build failed (exit {proc.returncode}); warnings count as errors")
+    print(f"built {HTML.relative_to(ROOT)} in {time.perf_counter() - start:.1f}s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _ensure_venv()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default=DEFAULT_PROFILE,
+                        help=f"run profile passed to every chapter (default: {DEFAULT_PROFILE}; the tests use smoke)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra papermill parameter (value parsed as a Python literal), repeatable")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="execute only these chapters (e.g. 03_dropout); the others must exist already")
+    parser.add_argument("--no-execute", action="store_true",
+                        help="skip papermill; build from the executed notebooks already in book/chapters/")
+    parser.add_argument("--no-html", action="store_true", help="execute only; do not build the HTML")
+    parser.add_argument("--no-check", action="store_true", help="skip tools/check_html.py after the build")
+    parser.add_argument("--kernel", default=KERNEL, help=f"Jupyter kernel name (default: {KERNEL})")
+    args = parser.parse_args(argv)
+
+    names = chapter_names()
+    if not names:
+        raise SystemExit(f"_toc.yml lists no {CHAPTER_PREFIX}* pages")
+    parameters = {"profile": args.profile}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            parser.error(f"--param expects KEY=VALUE, got {item!r}")
+        parameters[key] = _parse_value(value)
+
+    start = time.perf_counter()
+    if not args.no_execute:
+        selected = names
+        if args.only:
+            unknown = sorted(set(args.only) - set(names))
+            if unknown:
+                parser.error(f"not in _toc.yml: {', '.join(unknown)}")
+            selected = [n for n in names if n in args.only]
+        execute(selected, parameters, kernel=args.kernel)
+    missing = [n for n in names if not (CHAPTERS / f"{n}.ipynb").exists()]
+    if missing and not args.no_html:
+        raise SystemExit("not executed yet (run without --no-execute/--only): " + ", ".join(missing))
+    if not args.no_html:
+        build_html()
+        if not args.no_check:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import check_html
+
+            problems = check_html.check_site(HTML)
+            for p in problems:
+                print(f"check_html: {p}", file=sys.stderr)
+            if problems:
+                raise SystemExit(f"check_html found {len(problems)} problem(s)")
+            print(f"check_html: OK ({HTML.relative_to(ROOT)})", flush=True)
+        print(f"book ready in {time.perf_counter() - start:.1f}s: {(HTML / 'index.html').relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
