@@ -4,6 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The data sets: ../shared/data when it is there and AWD_DATA_DIR is unset; otherwise awd downloads them.
+ifeq ($(AWD_DATA_DIR),)
+ifneq ($(wildcard ../shared/data/ptb/train.txt),)
+export AWD_DATA_DIR := $(abspath ../shared/data)
+endif
+endif
+
 .PHONY: venv book test test-fast lab bench clean
 
 venv: $(STAMP)

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="book", choices=sorted(PROFILES))
     p.add_argument("--dataset", default="ptb")
     p.add_argument("--variants", nargs="+", help="names from awd.experiments.VARIANTS (default: the book's grid)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 for the book profile, else 0")
     p.add_argument("--epochs", type=int)
     p.add_argument("--jobs", type=int, default=2, help="single-thread runs side by side (default 2)")
     p.add_argument("--results-dir", default="results")

@@ -39,6 +39,14 @@ VARIANTS: dict[str, dict] = {
 BOOK_GRID = ["full", "no tying", "no dropout", "standard dropout", "no weight drop", "SGD", "ASGD"]
 BOOK_GRID_WT2 = ["full", "no tying"]
 
+# Seeds per profile when a notebook or the grid is not told: three where the book reports a spread.
+SEEDS = {"book": [0, 1, 2]}
+
+
+def default_seeds(profile: str) -> list[int]:
+    return SEEDS.get(profile, [0])
+
+
 # The paper's Table 3 (validation / test perplexity), for setting beside ours. "full" is the model
 # without fine-tuning, which is what our runs are (finetune_epochs=0).
 PAPER_ABLATIONS = {
@@ -150,8 +158,9 @@ def write_index(results_dir: str | Path = "results") -> Path:
 
 def main(args) -> int:
     variants = args.variants or (BOOK_GRID if args.dataset == "ptb" else BOOK_GRID_WT2)
+    seeds = args.seeds or default_seeds(args.profile)
     configs = [variant_config(v, args.profile, seed, dataset=args.dataset, **_epochs(args))
-               for v in variants for seed in args.seeds]
+               for v in variants for seed in seeds]
     run_grid(configs, args.results_dir, jobs=args.jobs)
     print(f"index: {Path(args.results_dir) / 'index.csv'}")
     return 0

@@ -13,18 +13,18 @@ import math
 import numpy as np
 import pandas as pd
 
-from .experiments import PAPER_ABLATIONS, variant_config, variant_of
+from .experiments import PAPER_ABLATIONS, default_seeds, variant_config, variant_of
 from .train import Run, train
 
 PALETTE = "colorblind"
 
 
-def ensure_runs(variants, profile: str = "book", seeds=(0,), dataset: str = "ptb", results_dir="../results",
+def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir="../results",
                 retrain: bool = False, **overrides) -> list[Run]:
     """The runs of each variant and seed: read from ``results_dir`` when stored, trained when missing."""
     runs = []
     for variant in variants:
-        for seed in seeds:
+        for seed in seeds or default_seeds(profile):
             cfg = variant_config(variant, profile, seed, dataset=dataset, **overrides)
             runs.append(train(cfg, results_dir=results_dir, retrain=retrain))
     return runs

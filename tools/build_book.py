@@ -6,7 +6,7 @@
 1. Reads _toc.yml. Every page listed as ``book/chapters/NN_name`` is the papermill output of
    ``notebooks/NN_name.ipynb``; the TOC is the one list of chapters.
 2. Runs each of those notebooks through papermill with the venv's python kernel, cwd ``notebooks/``,
-   parameters ``profile=PROFILE`` (default "book") and any ``-p KEY=VALUE``; writes
+   parameters ``profile=PROFILE`` (default "lab"; smoke runs go to ``_build/results-smoke``) and any ``-p KEY=VALUE``; writes
    ``book/chapters/NN_name.ipynb`` (gitignored build output).
 3. Prepares the executed copy for reading: the ``parameters`` and papermill's ``injected-parameters``
    cells get ``remove-cell``; widget outputs (tqdm.auto bars) are dropped; carriage-return progress
@@ -35,7 +35,12 @@ CHAPTERS = ROOT / "book" / "chapters"
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 CHAPTER_PREFIX = "book/chapters/"
-DEFAULT_PROFILE = "book"
+# The profile whose runs are committed under results/ (so `make book` trains nothing). The book profile's
+# grid is still being trained (issue: the experiments); until it is complete the chapters show lab runs,
+# and say so on the page.
+DEFAULT_PROFILE = "lab"
+# Runs at the smoke profile are throwaway (seconds each): they go to a gitignored folder, never results/.
+SMOKE_RESULTS = BUILD / "results-smoke"
 KERNEL = "python3"  # the venv's own ipykernel: jupyter_client runs it with sys.executable
 LONG_OUTPUT_LINES = 25  # text outputs longer than this are collapsed behind a toggle
 HIDDEN_TAGS = ("parameters", "injected-parameters")
@@ -213,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         raise SystemExit(f"_toc.yml lists no {CHAPTER_PREFIX}* pages")
     parameters = {"profile": args.profile}
+    if args.profile == "smoke":
+        parameters["results_dir"] = str(SMOKE_RESULTS)
     for item in args.param:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
