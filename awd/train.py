@@ -227,8 +227,7 @@ def make_summary(cfg: Config, state: dict, meta: dict) -> dict:
 
 
 def run_metadata(device: torch.device, n_params: int) -> dict:
-    return dict(params=n_params, seed_note="per-epoch torch and BPTT seeds: seed * 100003 + epoch",
-                git_commit=_git("rev-parse", "HEAD"), git_dirty=bool(_git("status", "--porcelain", "--", "awd")),
+    return dict(params=n_params, git_commit=_git("rev-parse", "HEAD"), git_dirty=bool(_git("status", "--porcelain", "--", "awd")),
                 torch_version=torch.__version__, python_version=platform.python_version(),
                 device=str(device), device_name=device_name(device), threads=torch.get_num_threads(),
                 hostname=platform.node())
