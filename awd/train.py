@@ -161,8 +161,9 @@ def train(config: Config, results_dir: str | Path = "results", retrain: bool = F
                 train_loss, tokens = train_epoch(model, opt, train_data, cfg, rng, bar)
             train_seconds = time.perf_counter() - start
             val_raw = evaluate(model, val_data, cfg.bptt)
+            averaged = opt.averaging  # whether this epoch's val is of averaged weights (before observe)
             with opt.averaged():
-                val = evaluate(model, val_data, cfg.bptt) if opt.averaging else val_raw
+                val = evaluate(model, val_data, cfg.bptt) if averaged else val_raw
                 if math.isfinite(val) and val < state["best_val"]:
                     state["best_val"], state["best_epoch"] = val, epoch
                     atomic_torch_save(model.state_dict(), run_dir / "best.pt")
@@ -179,10 +180,10 @@ def train(config: Config, results_dir: str | Path = "results", retrain: bool = F
             state["history"].append(dict(
                 epoch=epoch, phase=state["phase"], train_loss=train_loss, train_ppl=_ppl(train_loss),
                 val_loss=val, val_ppl=_ppl(val), val_loss_raw=val_raw, val_ppl_raw=_ppl(val_raw),
-                lr=cfg.lr, averaging=opt.averaging, seconds=round(seconds, 3),
+                lr=cfg.lr, averaging=averaged, seconds=round(seconds, 3),
                 tokens_per_s=round(tokens / train_seconds, 1)))
             say(f"epoch {epoch:3d} | train ppl {_ppl(train_loss):8.2f} | valid ppl {_ppl(val):8.2f}"
-                + (" (averaged)" if opt.averaging else "") + f" | {seconds:6.1f} s")
+                + (" (averaged)" if averaged else "") + f" | {seconds:6.1f} s")
             state["epoch"] = epoch
             if not (math.isfinite(train_loss) and math.isfinite(val)):
                 state["status"] = "diverged"
