@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,15 +100,25 @@ def train_epoch(model: AWDLSTM, opt: NTASGD, data: torch.Tensor, cfg: Config, rn
 # --- the run ----------------------------------------------------------------------------------------------
 def train(config: Config, results_dir: str | Path = "results", retrain: bool = False) -> Run:
     """Train ``config`` (or resume it, or return it when it is already finished) and return the run."""
-    cfg = config
-    run_dir = Path(results_dir) / cfg.run_id()
+    run_dir = Path(results_dir) / config.run_id()
     if retrain and run_dir.exists():
         shutil.rmtree(run_dir)
-    if (run_dir / "summary.json").exists():
-        run = load_run(run_dir)
-        if run.finished:
-            return run
+    if _finished(run_dir):  # the common case when building the book: nothing to write, no lock needed
+        return load_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(run_dir):  # another process training this config: wait for it, then read its result
+            return load_run(run_dir) if _finished(run_dir) else _train(config, run_dir)
+    finally:
+        if not any(run_dir.iterdir()):  # e.g. the data could not be found: leave no empty folder
+            run_dir.rmdir()
 
+
+def _finished(run_dir: Path) -> bool:
+    return (run_dir / "summary.json").exists() and load_run(run_dir).finished
+
+
+def _train(cfg: Config, run_dir: Path) -> Run:
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -120,7 +131,6 @@ def train(config: Config, results_dir: str | Path = "results", retrain: bool = F
     model = AWDLSTM(len(corpus.dictionary), cfg.emb_size, cfg.hidden_size, cfg.num_layers, cfg.dropout,
                     cfg.dropouth, cfg.dropouti, cfg.dropoute, cfg.wdrop, cfg.tie_weights,
                     cfg.dropout_mode).to(device)
-    run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
 
     state = dict(epoch=0, phase="train", history=[], best_val=math.inf, best_epoch=None,
@@ -259,6 +269,43 @@ def _parse_cell(v: str):
             return float(v)
         except ValueError:
             return v
+
+
+@contextmanager
+def run_lock(run_dir: Path, poll: float = 2.0):
+    """Hold ``run_dir/lock`` (holding our pid) while training, so that two processes asking for the same
+    run (a notebook and the grid, say) never train it twice at once; a lock whose process is gone is taken over."""
+    lock = run_dir / "lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                time.sleep(poll)
+            else:
+                lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- small utilities --------------------------------------------------------------------------------------

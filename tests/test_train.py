@@ -128,3 +128,27 @@ def test_cli_smoke_train_then_eval(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.split()) >= 5
+
+
+def test_a_second_process_waits_for_the_first_and_reuses_its_run(tmp_path):
+    """Two processes asking for the same config: one trains, the other waits on the lock and reads it."""
+    code = ("import sys; from awd.config import Config; from awd.train import train; "
+            "r = train(Config.from_profile('smoke', epochs=1, progress=False, threads=1), sys.argv[1]); "
+            "print(r.summary['wall_time_s'])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0] == outs[1], "both report the one run that was trained"
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert not (run_dir / "lock").exists()
+    assert len(T.load_run(run_dir).history) == 1
+
+
+def test_missing_data_leaves_no_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWD_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("AWD_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = smoke(data_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError):
+        T.train(cfg.replace(), results_dir=tmp_path / "results")
+    assert not (tmp_path / "results" / cfg.run_id()).exists()
