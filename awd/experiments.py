@@ -9,6 +9,7 @@ row means the same thing everywhere.
 """
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -45,6 +46,19 @@ SEEDS = {"book": [0, 1, 2]}
 
 def default_seeds(profile: str) -> list[int]:
     return SEEDS.get(profile, [0])
+
+
+def resolve_seeds(seeds, profile: str) -> list[int]:
+    """A notebook's ``seeds`` parameter as a list: None means the profile's default; a string such as
+    ``"[0, 1]"`` (what ``papermill -p seeds "[0, 1]"`` passes) or ``"0"`` is parsed."""
+    if seeds is None:
+        return default_seeds(profile)
+    if isinstance(seeds, str):
+        seeds = ast.literal_eval(seeds)
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    if not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"seeds={seeds!r}: give a list of integers, e.g. [0, 1, 2]")
+    return seeds
 
 
 # The paper's Table 3 (validation / test perplexity), for setting beside ours. "full" is the model

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .experiments import PAPER_ABLATIONS, default_seeds, variant_config, variant_of
+from .experiments import PAPER_ABLATIONS, resolve_seeds, variant_config, variant_of
 from .train import Run, train
 
 PALETTE = "colorblind"
@@ -24,7 +24,7 @@ def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb
     """The runs of each variant and seed: read from ``results_dir`` when stored, trained when missing."""
     runs = []
     for variant in variants:
-        for seed in seeds or default_seeds(profile):
+        for seed in resolve_seeds(seeds, profile):
             cfg = variant_config(variant, profile, seed, dataset=dataset, **overrides)
             runs.append(train(cfg, results_dir=results_dir, retrain=retrain))
     return runs

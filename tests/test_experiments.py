@@ -62,3 +62,12 @@ def test_grid_trains_what_is_missing_and_writes_the_index(tmp_path, data_dir):
     assert sorted(r["variant"] for r in rows) == ["full", "no tying"]
     assert all(r["status"] == "finished" and float(r["test_ppl"]) > 0 for r in rows)
     assert Config.from_json((tmp_path / rows[0]["run_id"] / "config.json").read_text()).threads == 1
+
+
+def test_seeds_parameter_accepts_what_papermill_passes():
+    from awd.experiments import resolve_seeds
+    assert resolve_seeds(None, "book") == [0, 1, 2] and resolve_seeds(None, "lab") == [0]
+    assert resolve_seeds("[0, 1]", "lab") == [0, 1] == resolve_seeds([0, 1], "lab")
+    assert resolve_seeds("3", "lab") == [3] == resolve_seeds(3, "lab")
+    with pytest.raises(ValueError, match="list of integers"):
+        resolve_seeds("[0.5]", "lab")
