@@ -4,7 +4,7 @@
       LSTM_1 (WeightDrop wdrop) --LockedDropout(dropouth)--> ... --> LSTM_L (WeightDrop wdrop)
       --LockedDropout(dropout)--> decoder (tied to the embedding) --> logits
 
-With weight tying (Section 4.5; Inan et al. 2016, Press & Wolf 2016) the last LSTM layer outputs
+With weight tying (Section 4.4; Inan et al. 2016, Press & Wolf 2016) the last LSTM layer outputs
 ``emb_size`` units so that the decoder can reuse the embedding matrix as its weight.
 """
 from __future__ import annotations

@@ -13,10 +13,17 @@ import math
 import numpy as np
 import pandas as pd
 
-from .experiments import PAPER_ABLATIONS, resolve_seeds, variant_config, variant_of
+from .experiments import PAPER_ABLATIONS, VARIANTS, resolve_seeds, variant_config, variant_of
 from .train import Run, train
 
 PALETTE = "colorblind"
+
+
+def variant_colors() -> dict:
+    """One colour per variant, the same in every figure of the book."""
+    import seaborn as sns
+    colors = sns.color_palette(PALETTE, len(VARIANTS))
+    return dict(zip(VARIANTS, colors))
 
 
 def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir="../results",
@@ -107,10 +114,15 @@ def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=N
     """Perplexity per epoch; with several seeds the line is the mean and the band one standard deviation."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
+    palette = None
+    if hue == "variant" and set(history.variant) <= set(VARIANTS):
+        palette = {v: c for v, c in variant_colors().items() if v in set(history.variant)}
     sns.lineplot(data=history, x="epoch", y=y, hue=hue, style=style, errorbar="sd", ax=ax, marker="o",
-                 markersize=4)
+                 markersize=4, palette=palette)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     labels = {"val_ppl": "validation perplexity", "train_ppl": "training perplexity",
               "val_ppl_raw": "validation perplexity (raw weights)"}
     ax.set_xlabel("epoch")
