@@ -11,7 +11,7 @@ export AWD_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: venv book test test-fast lab bench clean
+.PHONY: venv book grid test test-fast lab bench clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ lab: venv
 # the book: every chapter of _toc.yml through papermill (PROFILE, default "book"), then _build/html
 book: venv
 	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE))
+
+# every ablation of the book at PROFILE (default book), 3 seeds there; resumable, finished runs are skipped
+grid: venv
+	$(PY) -m awd grid --profile $(or $(PROFILE),book)
+	$(PY) -m awd grid --profile $(or $(PROFILE),book) --dataset wikitext-2
 
 test: venv
 	$(PY) -m pytest -q
