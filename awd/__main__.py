@@ -94,8 +94,7 @@ def _load_best(args):
     cfg = run.config
     device = resolve_device(args.device)
     corpus = Corpus.load(cfg.dataset, data_dir=cfg.data_dir)
-    model = AWDLSTM(len(corpus.dictionary), cfg.emb_size, cfg.hidden_size, cfg.num_layers, cfg.dropout,
-                    cfg.dropouth, cfg.dropouti, cfg.dropoute, cfg.wdrop, cfg.tie_weights, cfg.dropout_mode)
+    model = AWDLSTM.from_config(cfg, len(corpus.dictionary))
     model.load_state_dict(torch.load(best, map_location=device))
     return run, corpus, model.to(device).eval(), device
 

@@ -185,9 +185,7 @@ class _Runner:
         cfg = case.cfg
         self.kind, self.cfg, self.data, self.device = kind, cfg, data, device
         if kind == "awd":
-            self.model = AWDLSTM(case.vocab_size, cfg.emb_size, cfg.hidden_size, cfg.num_layers, cfg.dropout,
-                                 cfg.dropouth, cfg.dropouti, cfg.dropoute, cfg.wdrop, True,
-                                 cfg.dropout_mode).to(device)
+            self.model = AWDLSTM.from_config(cfg.replace(tie_weights=True), case.vocab_size).to(device)
             # Averaging from the first step: the NT-ASGD step once it has triggered (its costly path).
             self.opt = NTASGD(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wdecay, mode="asgd")
         else:

@@ -37,6 +37,12 @@ class AWDLSTM(nn.Module):
             self.decoder.weight = self.encoder.weight  # one Parameter, used twice
         self.reset_parameters()
 
+    @classmethod
+    def from_config(cls, cfg, vocab_size: int) -> "AWDLSTM":
+        """The model a ``Config`` describes (its sizes, rates and tying) for a vocabulary."""
+        return cls(vocab_size, cfg.emb_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.dropouth,
+                   cfg.dropouti, cfg.dropoute, cfg.wdrop, cfg.tie_weights, cfg.dropout_mode)
+
     def reset_parameters(self):
         """As in the reference code: embedding U(-0.1, 0.1), decoder bias 0, LSTMs PyTorch's default
         U(-1/sqrt(H), 1/sqrt(H)). An untied decoder weight is drawn like the embedding."""

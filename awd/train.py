@@ -128,9 +128,7 @@ def _train(cfg: Config, run_dir: Path) -> Run:
     test_data = batchify(corpus.test[:cfg.max_eval_tokens], cfg.test_batch_size).to(device)
 
     torch.manual_seed(cfg.seed)
-    model = AWDLSTM(len(corpus.dictionary), cfg.emb_size, cfg.hidden_size, cfg.num_layers, cfg.dropout,
-                    cfg.dropouth, cfg.dropouti, cfg.dropoute, cfg.wdrop, cfg.tie_weights,
-                    cfg.dropout_mode).to(device)
+    model = AWDLSTM.from_config(cfg, len(corpus.dictionary)).to(device)
     atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
 
     state = dict(epoch=0, phase="train", history=[], best_val=math.inf, best_epoch=None,
