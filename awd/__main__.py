@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, RuntimeError) as e:  # data, checksum, device: no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -73,10 +73,14 @@ def cmd_train(args) -> int:
     cfg = Config.from_profile(args.profile, **overrides)
     run = train(cfg, results_dir=args.results_dir, retrain=args.retrain)
     s = run.summary
-    print(f"{run.id}: {s['status']} after {s['epochs_done']} epochs; best valid ppl {s['best_val_ppl']:.2f} "
-          f"(epoch {s['best_epoch']}), test ppl {s['test_ppl']:.2f}, {s['wall_time_s']:.0f} s on {s['device_name']}")
+    print(f"{run.id}: {s['status']} after {s['epochs_done']} epochs; best valid ppl {_num(s['best_val_ppl'])} "
+          f"(epoch {s['best_epoch']}), test ppl {_num(s['test_ppl'])}, {s['wall_time_s']:.0f} s on {s['device_name']}")
     print(f"results in {run.path}/ (config.json, history.csv, summary.json)")
     return 0 if s["status"] == "finished" else 1
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def _load_best(args):

@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -110,9 +111,11 @@ class Config:
             out.append(f"optimizer={self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.dropout_mode not in DROPOUT_MODES:
             out.append(f"dropout_mode={self.dropout_mode!r}: choose one of {', '.join(DROPOUT_MODES)}")
-        if self.dataset not in DATASETS and not Path(str(self.dataset)).is_dir():
+        # A folder is recognised by its path separator; whether it exists is checked when the data is
+        # loaded (before training), so that a stored config stays readable after its folder has moved.
+        if self.dataset not in DATASETS and os.sep not in str(self.dataset) and "/" not in str(self.dataset):
             out.append(f"dataset={self.dataset!r}: choose one of {', '.join(DATASETS)} "
-                       "or give a folder holding train.txt, valid.txt and test.txt")
+                       "or give a folder path (e.g. ./mydata/) holding train.txt, valid.txt and test.txt")
         dev = str(self.device)
         if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
             out.append(f"device={self.device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")

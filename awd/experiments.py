@@ -161,7 +161,7 @@ def index_rows(results_dir: str | Path = "results") -> list[dict]:
 def write_index(results_dir: str | Path = "results") -> Path:
     """``results/index.csv``: one row per run folder (rewritten atomically from the folders)."""
     path = Path(results_dir) / "index.csv"
-    tmp = path.with_name("index.csv.tmp")
+    tmp = path.with_name(f"index.csv.{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
         writer.writeheader()

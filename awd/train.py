@@ -14,6 +14,7 @@ atomically, so an interrupted run resumes from its last epoch and never leaves a
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -62,7 +63,7 @@ def evaluate(model: AWDLSTM, data: torch.Tensor, bptt: int) -> float:
     """Mean cross-entropy per token over a batchified split, in fixed-length windows, carrying the state."""
     model.eval()
     hidden = model.init_hidden(data.size(1))
-    total, count = data.new_zeros((), dtype=torch.float64), 0
+    total, count = data.new_zeros((), dtype=_acc_dtype(data)), 0
     for x, y, _ in bptt_batches(data, bptt, variable=False):
         logits, hidden = model(x, hidden)
         total += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
@@ -75,7 +76,7 @@ def train_epoch(model: AWDLSTM, opt: NTASGD, data: torch.Tensor, cfg: Config, rn
     """One pass over the training stream; returns the mean cross-entropy (without AR/TAR) and token count."""
     model.train()
     hidden = model.init_hidden(cfg.batch_size)
-    total, count = data.new_zeros((), dtype=torch.float64), 0
+    total, count = data.new_zeros((), dtype=_acc_dtype(data)), 0
     for x, y, lr_scale in bptt_batches(data, cfg.bptt, variable=cfg.variable_bptt, rng=rng):
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_scale  # Section 4.1: short windows get a proportionally smaller step
@@ -101,17 +102,20 @@ def train_epoch(model: AWDLSTM, opt: NTASGD, data: torch.Tensor, cfg: Config, rn
 def train(config: Config, results_dir: str | Path = "results", retrain: bool = False) -> Run:
     """Train ``config`` (or resume it, or return it when it is already finished) and return the run."""
     run_dir = Path(results_dir) / config.run_id()
-    if retrain and run_dir.exists():
-        shutil.rmtree(run_dir)
-    if _finished(run_dir):  # the common case when building the book: nothing to write, no lock needed
+    if not retrain and _finished(run_dir):  # building the book: nothing to write, no lock needed
         return load_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with run_lock(run_dir):  # another process training this config: wait for it, then read its result
+            if retrain:
+                for path in run_dir.iterdir():
+                    if path.name != LOCK:
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()
+                retrain = False
             return load_run(run_dir) if _finished(run_dir) else _train(config, run_dir)
     finally:
-        if not any(run_dir.iterdir()):  # e.g. the data could not be found: leave no empty folder
-            run_dir.rmdir()
+        if {p.name for p in run_dir.iterdir()} <= {LOCK}:  # e.g. the data was not found: no empty run folder
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _finished(run_dir: Path) -> bool:
@@ -132,7 +136,7 @@ def _train(cfg: Config, run_dir: Path) -> Run:
     atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
 
     state = dict(epoch=0, phase="train", history=[], best_val=math.inf, best_epoch=None,
-                 avg_start_epoch=None, wall_time=0.0, status="running")
+                 avg_start_epoch=1 if cfg.optimizer == "asgd" else None, wall_time=0.0, status="running")
     opt = make_optimizer(model, cfg, "train")
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists():
@@ -269,41 +273,34 @@ def _parse_cell(v: str):
             return v
 
 
+LOCK = "lock"
+
+
 @contextmanager
-def run_lock(run_dir: Path, poll: float = 2.0):
-    """Hold ``run_dir/lock`` (holding our pid) while training, so that two processes asking for the same
-    run (a notebook and the grid, say) never train it twice at once; a lock whose process is gone is taken over."""
-    lock = run_dir / "lock"
-    while True:
+def run_lock(run_dir: Path):
+    """Hold an exclusive lock on ``run_dir/lock`` while training, so that two processes asking for the same
+    run (a notebook and the grid, say) never train it at once. The operating system releases the lock
+    when its holder exits, however it exits, so a killed run never leaves a stale lock behind."""
+    with open(run_dir / LOCK, "a+") as f:
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                time.sleep(poll)
-            else:
-                lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        break
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            print(f"{run_dir.name}: another process (pid {f.read().strip() or '?'}) is training this run; "
+                  f"waiting for it to finish", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _acc_dtype(data: torch.Tensor) -> torch.dtype:
+    return torch.float32 if data.device.type == "mps" else torch.float64  # MPS has no float64
 
 
 # --- small utilities --------------------------------------------------------------------------------------
@@ -313,6 +310,8 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={name!r} but CUDA is not available here; use device='auto' or 'cpu'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device={name!r} but MPS is not available here; use device='auto' or 'cpu'")
     return device
 
 
@@ -329,14 +328,20 @@ def device_name(device: torch.device) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

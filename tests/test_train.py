@@ -1,4 +1,5 @@
 """The trainer end to end at the smoke profile: learning, records, reuse, resume, divergence, bad input."""
+import fcntl
 import importlib
 import json
 import math
@@ -141,8 +142,18 @@ def test_a_second_process_waits_for_the_first_and_reuses_its_run(tmp_path):
     assert all(p.returncode == 0 for p in procs)
     assert outs[0] == outs[1], "both report the one run that was trained"
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    assert not (run_dir / "lock").exists()
     assert len(T.load_run(run_dir).history) == 1
+    with open(run_dir / "lock") as f:  # released: a third process could take it at once
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_retrain_discards_the_stored_run(finished, tmp_path, monkeypatch):
+    run = T.train(smoke(epochs=1), results_dir=tmp_path)
+    calls = []
+    real = T.train_epoch
+    monkeypatch.setattr(T, "train_epoch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = T.train(smoke(epochs=1), results_dir=tmp_path, retrain=True)
+    assert calls == [1] and again.id == run.id and len(again.history) == 1
 
 
 def test_missing_data_leaves_no_run_folder(tmp_path, monkeypatch):
