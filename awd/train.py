@@ -107,11 +107,12 @@ def train(config: Config, results_dir: str | Path = "results", retrain: bool = F
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with run_lock(run_dir):  # another process training this config: wait for it, then read its result
-            if retrain:
+            if retrain:  # under the lock, so that a run another process is training is never deleted
                 for path in run_dir.iterdir():
-                    if path.name != LOCK:
-                        shutil.rmtree(path) if path.is_dir() else path.unlink()
-                retrain = False
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif path.name != LOCK:
+                        path.unlink()
             return load_run(run_dir) if _finished(run_dir) else _train(config, run_dir)
     finally:
         if {p.name for p in run_dir.iterdir()} <= {LOCK}:  # e.g. the data was not found: no empty run folder
