@@ -203,9 +203,9 @@ PAPER_WT2 = dict(dataset="wikitext-2", batch_size=80, epochs=750, dropouti=0.65)
 PROFILES: dict[str, dict] = {
     "paper-ptb": PAPER_PTB,
     "paper-wt2": PAPER_WT2,
-    # The CPU scale of the book's results, chosen by the pilot in tools/pilot.py (see the book's "How we
-    # scaled it down"): a 3-layer tied model with 2.4M parameters on the first 250k tokens of PTB, where an
-    # unregularized model overfits within a few epochs. Dropout rates are retuned by the pilot.
+    # The CPU scale of the book's results: a 3-layer tied model with 2.4M parameters on the first 250k
+    # tokens of PTB, where an unregularized model overfits within about 10 epochs. Provisional: the pilot
+    # (tools/pilot.py, results/pilot/) decides the dropout rates and the epochs before the grid is trained.
     "book": dict(dataset="ptb", emb_size=128, hidden_size=256, num_layers=3, batch_size=20, bptt=70,
                  max_train_tokens=250_000, epochs=30, test_batch_size=10, seed=0),
     # An instructive run of a few minutes on a 2-core laptop: the book's model on 100k tokens of PTB, with
