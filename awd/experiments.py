@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-from .config import RUNTIME_FIELDS, Config
+from .config import PROFILES, RUNTIME_FIELDS, Config
 
 NO_DROPOUT = dict(dropout=0.0, dropouth=0.0, dropouti=0.0, dropoute=0.0, wdrop=0.0)
 
@@ -83,7 +83,7 @@ def variant_config(variant: str, profile: str = "book", seed: int = 0, **overrid
 def variant_of(cfg: Config) -> str:
     """Name the variant a stored config is (its changes against its profile), or describe the changes."""
     base = Config.from_profile(cfg.profile, dataset=cfg.dataset, seed=cfg.seed, epochs=cfg.epochs) \
-        if cfg.profile in _profiles() else None
+        if cfg.profile in PROFILES else None
     if base is None:
         return "custom"
     diff = {k: v for k, v in cfg.to_dict().items()
@@ -92,11 +92,6 @@ def variant_of(cfg: Config) -> str:
         if diff == {k: v for k, v in overrides.items() if v != getattr(base, k)}:
             return name
     return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
-
-
-def _profiles():
-    from .config import PROFILES
-    return PROFILES
 
 
 # --- running ----------------------------------------------------------------------------------------------
