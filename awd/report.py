@@ -9,12 +9,18 @@ The chapters call these and nothing else, so every figure and number on a page c
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .experiments import PAPER_ABLATIONS, VARIANTS, resolve_seeds, variant_config, variant_of
-from .train import Run, train
+from .train import Run, load_run, train
+
+# Set by tools/build_book.py: a reader's build of the book shows the committed runs and never starts hours
+# of training because one is missing.
+NO_TRAIN_ENV = "AWD_NO_TRAIN"
 
 PALETTE = "colorblind"
 
@@ -28,13 +34,25 @@ def variant_colors() -> dict:
 
 def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir="../results",
                 retrain: bool = False, **overrides) -> list[Run]:
-    """The runs of each variant and seed: read from ``results_dir`` when stored, trained when missing."""
-    runs = []
-    for variant in variants:
-        for seed in resolve_seeds(seeds, profile):
-            cfg = variant_config(variant, profile, seed, dataset=dataset, **overrides)
-            runs.append(train(cfg, results_dir=results_dir, retrain=retrain))
-    return runs
+    """The runs of each variant and seed: read from ``results_dir`` when stored, trained when missing.
+
+    With ``AWD_NO_TRAIN`` set in the environment, a missing or unfinished run is an error that lists them all.
+    """
+    configs = [variant_config(variant, profile, seed, dataset=dataset, **overrides)
+               for variant in variants for seed in resolve_seeds(seeds, profile)]
+    if os.environ.get(NO_TRAIN_ENV):
+        missing = [cfg for cfg in configs if retrain or not _finished(Path(results_dir) / cfg.run_id())]
+        if missing:
+            listed = "\n".join(f"  {variant_of(c)!r} seed {c.seed}: {Path(results_dir) / c.run_id()}" for c in missing)
+            raise RuntimeError(
+                f"{len(missing)} run(s) of profile {profile!r} are not finished in {results_dir}, and this build "
+                f"does not train ({NO_TRAIN_ENV} is set):\n{listed}\nTrain them first (make grid "
+                f"PROFILE={profile}), or build with training allowed (tools/build_book.py --train).")
+    return [train(cfg, results_dir=results_dir, retrain=retrain) for cfg in configs]
+
+
+def _finished(path: Path) -> bool:
+    return (path / "summary.json").exists() and load_run(path).finished
 
 
 def history_frame(runs: list[Run]) -> pd.DataFrame:

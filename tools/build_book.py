@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Build the AWD-LSTM book: execute every chapter with papermill, then build the HTML.
 
-    tools/build_book.py [--profile PROFILE] [--no-execute] [--only NAME ...] [-p KEY=VALUE ...]
+    tools/build_book.py [--profile PROFILE] [--train] [--no-execute] [--only NAME ...] [-p KEY=VALUE ...]
 
 1. Reads _toc.yml. Every page listed as ``book/chapters/NN_name`` is the papermill output of
    ``notebooks/NN_name.ipynb``; the TOC is the one list of chapters.
 2. Runs each of those notebooks through papermill with the venv's python kernel, cwd ``notebooks/``,
    parameters ``profile=PROFILE`` (default "lab"; smoke runs go to ``_build/results-smoke``) and any ``-p KEY=VALUE``; writes
-   ``book/chapters/NN_name.ipynb`` (gitignored build output).
+   ``book/chapters/NN_name.ipynb`` (gitignored build output). The chapters read the runs stored in
+   ``results/``; a missing one stops the build with the list of what to train (``make grid``), unless
+   ``--train`` is given or the profile is smoke, which trains in seconds.
 3. Prepares the executed copy for reading: the ``parameters`` and papermill's ``injected-parameters``
    cells get ``remove-cell``; widget outputs (tqdm.auto bars) are dropped; carriage-return progress
    lines are reduced to their final state; long text outputs are collapsed (``hide-output``).
@@ -207,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra papermill parameter (value parsed as a Python literal), repeatable")
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="execute only these chapters (e.g. 03_dropout); the others must exist already")
+    parser.add_argument("--train", action="store_true",
+                        help="train the runs a chapter needs that are not in results/ (hours at the book profile); "
+                             "without it a missing run is an error, except at the smoke profile")
     parser.add_argument("--no-execute", action="store_true",
                         help="skip papermill; build from the executed notebooks already in book/chapters/")
     parser.add_argument("--no-html", action="store_true", help="execute only; do not build the HTML")
@@ -218,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         raise SystemExit(f"_toc.yml lists no {CHAPTER_PREFIX}* pages")
     parameters = {"profile": args.profile}
+    if not args.train and args.profile != "smoke":
+        os.environ["AWD_NO_TRAIN"] = "1"  # read by awd.report.ensure_runs in the chapters' kernels
     if args.profile == "smoke":
         parameters["results_dir"] = str(SMOKE_RESULTS)
     for item in args.param:
