@@ -69,7 +69,7 @@ class Config:
     data_dir: str | None = None
     device: str = "auto"       # "auto" picks CUDA when present
     threads: int | None = None  # torch.set_num_threads; None leaves torch's default
-    progress: bool = True
+    progress: bool = True      # a progress bar per epoch; off, each epoch's line is prefixed with the run id
 
     def __post_init__(self):
         problems = self.problems()

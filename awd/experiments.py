@@ -168,8 +168,9 @@ def write_index(results_dir: str | Path = "results") -> Path:
 def main(args) -> int:
     variants = args.variants or (BOOK_GRID if args.dataset == "ptb" else BOOK_GRID_WT2)
     seeds = args.seeds or default_seeds(args.profile)
+    # Seed by seed, so that a grid stopped halfway has every variant at least once.
     configs = [variant_config(v, args.profile, seed, dataset=args.dataset, **_epochs(args))
-               for v in variants for seed in seeds]
+               for seed in seeds for v in variants]
     run_grid(configs, args.results_dir, jobs=args.jobs)
     print(f"index: {Path(args.results_dir) / 'index.csv'}")
     return 0

@@ -149,7 +149,8 @@ def _train(cfg: Config, run_dir: Path) -> Run:
 
     n_params = count_parameters(model)
     meta = run_metadata(device, n_params)
-    say = _printer(cfg.progress)
+    # One line per epoch always; with progress off (the grid's side-by-side jobs) each line names its run.
+    say = _printer("" if cfg.progress else f"[{cfg.run_id()}] ")
     say(f"run {cfg.run_id()}: {n_params:,} parameters on {meta['device_name']}"
         + (f", resuming after epoch {state['epoch']}" if state["epoch"] else ""))
 
@@ -369,10 +370,9 @@ def _git(*args: str) -> str:
         return "unknown"
 
 
-def _printer(enabled: bool):
+def _printer(prefix: str):
     def say(msg: str):
-        if enabled:
-            print(msg, file=sys.stderr, flush=True)
+        print(prefix + msg, file=sys.stderr, flush=True)
     return say
 
 
