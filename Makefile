@@ -11,7 +11,7 @@ export AWD_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: venv book grid test test-fast lab bench clean
+.PHONY: venv book grid grid-wt2 test test-fast lab bench clean
 
 venv: $(STAMP)
 
@@ -25,13 +25,18 @@ $(STAMP): requirements.txt pyproject.toml
 lab: venv
 	$(PY) -m awd train --profile lab
 
-# the book: every chapter of _toc.yml through papermill (PROFILE, default "book"), then _build/html
+# the book: every chapter of _toc.yml through papermill (PROFILE: default in tools/build_book.py), then
+# _build/html; it reads results/ and stops on a missing run unless TRAIN=1
 book: venv
-	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE))
+	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE)) $(if $(TRAIN),--train)
 
-# every ablation of the book at PROFILE (default book), 3 seeds there; resumable, finished runs are skipped
+# the book's PTB grid at PROFILE (default book: 7 variants x 3 seeds, two runs side by side); resumable,
+# finished runs are skipped, an interrupted one continues from its last epoch
 grid: venv
 	$(PY) -m awd grid --profile $(or $(PROFILE),book)
+
+# WikiText-2: full and no tying at PROFILE (default book), 3 seeds; about twice the cost per run of PTB's
+grid-wt2: venv
 	$(PY) -m awd grid --profile $(or $(PROFILE),book) --dataset wikitext-2
 
 test: venv
