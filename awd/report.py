@@ -121,6 +121,25 @@ def ablation_table(runs: list[Run], baseline: str = "full", with_paper: bool = T
     return pd.DataFrame(rows).set_index("variant")
 
 
+def curve_facts(history: pd.DataFrame, window: int = 5) -> pd.DataFrame:
+    """What each run's curves show, one row per run: where validation perplexity was best, how much it rose
+    after that (overfitting), how fast it was still falling over the last ``window`` epochs (not converged),
+    and the last epoch's training perplexity (measured with the run's dropout on) against its validation."""
+    rows = []
+    for run_id, h in history.sort_values("epoch").groupby("run_id", sort=False):
+        best = h.val_ppl.idxmin()
+        last = h.iloc[-1]
+        recent = h.val_ppl.iloc[-(window + 1):]
+        rows.append(dict(run_id=run_id, variant=last.get("variant"), seed=last.get("seed"),
+                         epochs=int(last.epoch), best_epoch=int(h.loc[best, "epoch"]),
+                         best_val_ppl=float(h.loc[best, "val_ppl"]), last_val_ppl=float(last.val_ppl),
+                         rise_after_best=float(last.val_ppl - h.loc[best, "val_ppl"]),
+                         falling_per_epoch=float(recent.iloc[0] - recent.iloc[-1]) / max(len(recent) - 1, 1),
+                         last_train_ppl=float(last.train_ppl),
+                         train_over_val=float(last.train_ppl / last.val_ppl)))
+    return pd.DataFrame(rows)
+
+
 # --- plots ----------------------------------------------------------------------------------------------
 def set_style():
     import seaborn as sns

@@ -79,3 +79,15 @@ def test_a_build_that_must_not_train_names_every_missing_run(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match=r"(?s)2 run\(s\) of profile 'smoke'.*'no tying' seed 1.*make grid"):
         ensure_runs(["no tying"], profile="smoke", seeds=[0, 1], results_dir=tmp_path)
     assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_curve_facts_read_overfitting_and_convergence_from_a_history():
+    import pandas as pd
+    from awd.report import curve_facts
+    val = [300, 200, 150, 160, 170, 180]                   # best at epoch 3, then up by 30
+    h = pd.DataFrame(dict(run_id="r", variant="no dropout", seed=0, epoch=range(1, 7), val_ppl=val,
+                          train_ppl=[400, 200, 120, 90, 70, 60]))
+    f = curve_facts(h, window=2).iloc[0]
+    assert (f.best_epoch, f.best_val_ppl, f.rise_after_best) == (3, 150, 30)
+    assert f.falling_per_epoch == pytest.approx((160 - 180) / 2)  # negative: rising at the end
+    assert f.train_over_val == pytest.approx(60 / 180)
