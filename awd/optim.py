@@ -21,6 +21,23 @@ from torch.optim import Optimizer
 MODES = ("sgd", "asgd", "ntasgd")
 
 
+def nonmono_trigger(logs: list[float], value: float, n: int) -> bool:
+    """NT-ASGD's condition (the authors' code): ``value`` is worse than the best of ``logs`` before the last
+    ``n`` checks, and there are more than ``n`` of them. (The arXiv v1 text compares against the last n
+    values; the authors called that a typo.)"""
+    return len(logs) > n and value > min(logs[:-n])
+
+
+def first_trigger(values, n: int) -> int | None:
+    """The 1-based check at which NT-ASGD would start averaging, replayed on a validation curve of plain SGD
+    (identical to NT-ASGD's until its trigger); None if it never fires. Averaging starts after that check."""
+    values = [float(v) for v in values]
+    for t in range(len(values)):
+        if nonmono_trigger(values[:t], values[t], n):
+            return t + 1
+    return None
+
+
 class NTASGD(Optimizer):
     def __init__(self, params, lr: float, weight_decay: float = 0.0, mode: str = "ntasgd", nonmono: int = 5):
         if mode not in MODES:
@@ -68,13 +85,11 @@ class NTASGD(Optimizer):
     def observe(self, val_loss: float) -> bool:
         """Record one validation value (once per logging interval); True on the call that starts averaging.
 
-        Algorithm 1 with the condition of the authors' code: trigger when ``len(logs) > n`` and
-        ``v > min(logs[:-n])``, i.e. ``v`` is worse than the best value seen *before* the last ``n``
-        checks. (The arXiv v1 text compares against the last n values; the authors called that a typo.)
+        Algorithm 1 with the condition of the authors' code (``nonmono_trigger``): ``v`` is worse than the
+        best value seen *before* the last ``n`` checks.
         """
-        n = self.nonmono
         trigger = (self.mode == "ntasgd" and not self.averaging
-                   and len(self.logs) > n and val_loss > min(self.logs[:-n]))
+                   and nonmono_trigger(self.logs, val_loss, self.nonmono))
         if trigger:
             self.avg_start = self.num_steps
         self.logs.append(float(val_loss))

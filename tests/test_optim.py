@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from awd.optim import NTASGD
+from awd.optim import NTASGD, first_trigger
 
 
 def observe_all(values, nonmono=5):
@@ -31,6 +31,13 @@ def test_condition_is_not_the_v1_typo():
     fired, _ = observe_all(values, nonmono=3)
     # i=8: min(values[:5]) = 1.0 and 0.95 < 1.0 -> no trigger (the v1 text would have triggered: 0.95 > 0.7).
     assert not any(fired)
+
+
+@pytest.mark.parametrize("values,n", [([6.0, 5.0, 5.5, 5.4, 5.3, 5.2, 5.1], 3), ([10.0 - 0.1 * i for i in range(40)], 5),
+                                      ([5.0, 4.0, 3.0, 2.0, 1.0, 0.9, 0.8, 0.7, 0.95], 3), ([1.0, 2.0, 3.0], 1)])
+def test_replaying_a_curve_finds_the_check_the_optimizer_fires_at(values, n):
+    fired, _ = observe_all(values, nonmono=n)
+    assert first_trigger(values, n) == (fired.index(True) + 1 if any(fired) else None)
 
 
 def test_needs_more_than_n_logs():
