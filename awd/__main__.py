@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int)
     p.add_argument("--jobs", type=int, default=2, help="single-thread runs side by side (default 2)")
     p.add_argument("--results-dir", default="results")
+    p.add_argument("--status", action="store_true", help="print how far each run of the grid is; train nothing")
 
     p = sub.add_parser("bench", help="tokens/s and memory of AWD-LSTM next to a plain LSTM")
     p.add_argument("--profiles", nargs="+", default=None, help="which sizes to measure (default: paper-ptb book)")

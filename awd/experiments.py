@@ -165,12 +165,43 @@ def write_index(results_dir: str | Path = "results") -> Path:
     return path
 
 
+def grid_status(configs: list[Config], results_dir: str | Path = "results") -> list[dict]:
+    """Where each run of a grid stands, read from its folder: not started, running (epochs done) or done."""
+    from .train import load_run
+    rows = []
+    for cfg in configs:
+        path = Path(results_dir) / cfg.run_id()
+        started = (path / "config.json").exists()
+        s = load_run(path).summary if started else {}
+        rows.append(dict(variant=variant_of(cfg), seed=cfg.seed, run_id=cfg.run_id(),
+                         status=s.get("status", "started" if started else "not started"),
+                         epochs=f"{s.get('epochs_done', 0)}/{cfg.epochs}",
+                         best_val_ppl=s.get("best_val_ppl"), test_ppl=s.get("test_ppl"),
+                         averaging_from=s.get("averaging_start_epoch")))
+    return rows
+
+
+def print_status(rows: list[dict]) -> None:
+    fmt = "{variant:17s} {seed:>4} {status:12s} {epochs:>7s} {best:>9s} {test:>9s} {avg:>9s}  {run_id}"
+    print(fmt.format(variant="variant", seed="seed", status="status", epochs="epochs", best="best val",
+                     test="test", avg="avg from", run_id="run"))
+    for r in rows:
+        shown = {k: "" if r[k] is None else f"{r[k]:.1f}" for k in ("best_val_ppl", "test_ppl")}
+        print(fmt.format(**r, best=shown["best_val_ppl"], test=shown["test_ppl"],
+                         avg="" if r["averaging_from"] is None else str(r["averaging_from"])))
+    done = sum(r["status"] in ("finished", "diverged") for r in rows)
+    print(f"{done} of {len(rows)} runs done")
+
+
 def main(args) -> int:
     variants = args.variants or (BOOK_GRID if args.dataset == "ptb" else BOOK_GRID_WT2)
     seeds = args.seeds or default_seeds(args.profile)
     # Seed by seed, so that a grid stopped halfway has every variant at least once.
     configs = [variant_config(v, args.profile, seed, dataset=args.dataset, **_epochs(args))
                for seed in seeds for v in variants]
+    if args.status:
+        print_status(grid_status(configs, args.results_dir))
+        return 0
     run_grid(configs, args.results_dir, jobs=args.jobs)
     print(f"index: {Path(args.results_dir) / 'index.csv'}")
     return 0

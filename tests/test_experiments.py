@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from awd.config import Config
-from awd.experiments import VARIANTS, run_grid, variant_config, variant_of
+from awd.experiments import VARIANTS, grid_status, run_grid, variant_config, variant_of
 from awd.report import ablation_table, history_frame, welch_ci
 from awd.train import Run
 
@@ -55,7 +55,9 @@ def test_ablation_table_means_deltas_and_paper_rows():
 
 def test_grid_trains_what_is_missing_and_writes_the_index(tmp_path, data_dir):
     configs = [variant_config(v, "smoke", 0, epochs=1, progress=False) for v in ("full", "no tying")]
+    assert [r["status"] for r in grid_status(configs, tmp_path)] == ["not started"] * 2
     assert len(run_grid(configs, tmp_path, jobs=2)) == 2
+    assert [(r["status"], r["epochs"]) for r in grid_status(configs, tmp_path)] == [("finished", "1/1")] * 2
     assert run_grid(configs, tmp_path, jobs=2) == [], "finished runs are not trained again"
     with open(tmp_path / "index.csv") as f:
         rows = list(csv.DictReader(f))
