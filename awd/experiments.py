@@ -107,12 +107,11 @@ def run_grid(configs: list[Config], results_dir: str | Path = "results", jobs: i
     Each run checkpoints every epoch, so an interrupted grid picks up where it stopped when asked again.
     On 2 cores, two single-thread runs give about 1.2x the throughput of one two-thread run.
     """
-    from .train import load_run
+    from .train import is_finished
     results_dir = Path(results_dir)
     todo = []
     for cfg in configs:
-        path = results_dir / cfg.run_id()
-        if (path / "summary.json").exists() and load_run(path).finished:
+        if is_finished(results_dir / cfg.run_id()):
             continue
         todo.append(cfg.replace(threads=1, progress=False) if jobs > 1 else cfg)
     print(f"{len(configs) - len(todo)} of {len(configs)} runs already finished; training {len(todo)}", flush=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments import PAPER_ABLATIONS, VARIANTS, resolve_seeds, variant_config, variant_of
-from .train import Run, load_run, train
+from .train import Run, is_finished, train
 
 # Set by tools/build_book.py: a reader's build of the book shows the committed runs and never starts hours
 # of training because one is missing.
@@ -41,7 +41,7 @@ def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb
     configs = [variant_config(variant, profile, seed, dataset=dataset, **overrides)
                for variant in variants for seed in resolve_seeds(seeds, profile)]
     if os.environ.get(NO_TRAIN_ENV):
-        missing = [cfg for cfg in configs if retrain or not _finished(Path(results_dir) / cfg.run_id())]
+        missing = [cfg for cfg in configs if retrain or not is_finished(Path(results_dir) / cfg.run_id())]
         if missing:
             listed = "\n".join(f"  {variant_of(c)!r} seed {c.seed}: {Path(results_dir) / c.run_id()}" for c in missing)
             raise RuntimeError(
@@ -49,10 +49,6 @@ def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb
                 f"does not train ({NO_TRAIN_ENV} is set):\n{listed}\nTrain them first (make grid "
                 f"PROFILE={profile}), or build with training allowed (tools/build_book.py --train).")
     return [train(cfg, results_dir=results_dir, retrain=retrain) for cfg in configs]
-
-
-def _finished(path: Path) -> bool:
-    return (path / "summary.json").exists() and load_run(path).finished
 
 
 def history_frame(runs: list[Run]) -> pd.DataFrame:

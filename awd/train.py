@@ -102,7 +102,7 @@ def train_epoch(model: AWDLSTM, opt: NTASGD, data: torch.Tensor, cfg: Config, rn
 def train(config: Config, results_dir: str | Path = "results", retrain: bool = False) -> Run:
     """Train ``config`` (or resume it, or return it when it is already finished) and return the run."""
     run_dir = Path(results_dir) / config.run_id()
-    if not retrain and _finished(run_dir):  # building the book: nothing to write, no lock needed
+    if not retrain and is_finished(run_dir):  # building the book: nothing to write, no lock needed
         return load_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -113,13 +113,15 @@ def train(config: Config, results_dir: str | Path = "results", retrain: bool = F
                         shutil.rmtree(path)
                     elif path.name != LOCK:
                         path.unlink()
-            return load_run(run_dir) if _finished(run_dir) else _train(config, run_dir)
+            return load_run(run_dir) if is_finished(run_dir) else _train(config, run_dir)
     finally:
         if {p.name for p in run_dir.iterdir()} <= {LOCK}:  # e.g. the data was not found: no empty run folder
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _finished(run_dir: Path) -> bool:
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether a run folder holds a finished run (its summary says so)."""
+    run_dir = Path(run_dir)
     return (run_dir / "summary.json").exists() and load_run(run_dir).finished
 
 
