@@ -69,6 +69,7 @@ def test_grid_trains_what_is_missing_and_writes_the_index(tmp_path, data_dir):
 def test_seeds_parameter_accepts_what_papermill_passes():
     from awd.experiments import resolve_seeds
     assert resolve_seeds(None, "book") == [0, 1, 2] and resolve_seeds(None, "lab") == [0]
+    assert resolve_seeds(None, "smoke") == [0, 1]  # the tests' book build covers the several-seed paths
     assert resolve_seeds("[0, 1]", "lab") == [0, 1] == resolve_seeds([0, 1], "lab")
     assert resolve_seeds("3", "lab") == [3] == resolve_seeds(3, "lab")
     with pytest.raises(ValueError, match="list of integers"):
