@@ -140,6 +140,8 @@ INDEX_FIELDS = ["run_id", "dataset", "profile", "variant", "seed", "status", "ep
 
 
 def index_rows(results_dir: str | Path = "results") -> list[dict]:
+    """One row per run that has ended (finished, or stopped by divergence). A run still in progress has no row:
+    its folder is not a result yet (``grid --status`` shows how far it is)."""
     rows = []
     for cfg_path in sorted(Path(results_dir).glob("*/config.json")):
         summary_path = cfg_path.with_name("summary.json")
@@ -147,6 +149,8 @@ def index_rows(results_dir: str | Path = "results") -> list[dict]:
             continue
         cfg = Config.from_json(cfg_path.read_text())
         s = json.loads(summary_path.read_text())
+        if s.get("status") == "running":
+            continue
         rows.append(dict(run_id=cfg_path.parent.name, dataset=cfg.dataset, profile=cfg.profile,
                          variant=variant_of(cfg), seed=cfg.seed,
                          **{k: s.get(k) for k in INDEX_FIELDS[5:]}))
@@ -154,7 +158,7 @@ def index_rows(results_dir: str | Path = "results") -> list[dict]:
 
 
 def write_index(results_dir: str | Path = "results") -> Path:
-    """``results/index.csv``: one row per run folder (rewritten atomically from the folders)."""
+    """``results/index.csv``: one row per ended run (rewritten atomically from the run folders)."""
     path = Path(results_dir) / "index.csv"
     tmp = path.with_name(f"index.csv.{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as f:

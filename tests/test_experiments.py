@@ -94,3 +94,16 @@ def test_curve_facts_read_overfitting_and_convergence_from_a_history():
     assert (f.best_epoch, f.best_val_ppl, f.rise_after_best) == (3, 150, 30)
     assert f.falling_per_epoch == pytest.approx((160 - 180) / 2)  # negative: rising at the end
     assert f.train_over_val == pytest.approx(60 / 180)
+
+
+def test_index_leaves_out_runs_in_progress(tmp_path, data_dir):
+    from awd.experiments import write_index
+    cfg = variant_config("full", "smoke", 0, epochs=1, progress=False)
+    run_grid([cfg], tmp_path)
+    summary = tmp_path / cfg.run_id() / "summary.json"
+    with open(tmp_path / "index.csv") as f:
+        assert [r["run_id"] for r in csv.DictReader(f)] == [cfg.run_id()]
+    summary.write_text(summary.read_text().replace('"status": "finished"', '"status": "running"'))
+    write_index(tmp_path)
+    with open(tmp_path / "index.csv") as f:
+        assert list(csv.DictReader(f)) == [], "a run in progress is not a result yet"
