@@ -161,10 +161,15 @@ def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=N
     ax.set_xlabel("epoch")
     ax.set_ylabel(labels.get(y, y))
     if log:
+        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
         ax.set_yscale("log")
-        from matplotlib.ticker import ScalarFormatter
         ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        low, high = ax.get_ylim()
+        if high / low > 10:  # over a decade, number only 1, 2 and 5 times a power of ten, or the labels collide
+            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        else:
+            ax.yaxis.set_minor_formatter(ScalarFormatter())
     if title:
         ax.set_title(title)
     return ax
