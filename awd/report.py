@@ -155,8 +155,12 @@ def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=N
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     palette = None
-    if hue == "variant" and set(history.variant) <= set(VARIANTS):
-        palette = {v: c for v, c in variant_colors().items() if v in set(history.variant)}
+    if "variant" in history and set(history.variant) <= set(VARIANTS):
+        # the book's colour per variant, also where the hue is a label with one value per variant
+        pairs = history[[hue, "variant"]].drop_duplicates() if hue != "variant" else history[["variant"]].drop_duplicates()
+        if pairs[hue].is_unique and pairs["variant"].is_unique:
+            colors = variant_colors()
+            palette = {h: colors[v] for h, v in zip(pairs[hue], pairs["variant"])}
     sns.lineplot(data=history, x="epoch", y=y, hue=hue, style=style, errorbar="sd", ax=ax, marker="o",
                  markersize=4, palette=palette)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -107,3 +107,18 @@ def test_index_leaves_out_runs_in_progress(tmp_path, data_dir):
     write_index(tmp_path)
     with open(tmp_path / "index.csv") as f:
         assert list(csv.DictReader(f)) == [], "a run in progress is not a result yet"
+
+
+def test_curves_keep_each_variants_colour_under_any_label():
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+    from awd.report import curves, variant_colors
+    frame = pd.DataFrame([dict(variant=v, epoch=e, seed=0, val_ppl=100.0 + e + i)
+                          for i, v in enumerate(["full", "SGD", "ASGD"]) for e in (1, 2, 3)])
+    frame["optimizer"] = frame.variant.map({"full": "NT-ASGD", "SGD": "plain SGD", "ASGD": "ASGD"})
+    ax = curves(frame, hue="optimizer")
+    drawn = {line.get_label(): matplotlib.colors.to_rgb(line.get_color()) for line in ax.get_legend().get_lines()}
+    assert drawn == {"NT-ASGD": variant_colors()["full"], "plain SGD": variant_colors()["SGD"],
+                     "ASGD": variant_colors()["ASGD"]}
+    assert len(set(variant_colors().values())) == len(variant_colors()), "two variants share a colour"
