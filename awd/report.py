@@ -157,7 +157,7 @@ def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=N
     palette = None
     if "variant" in history and set(history.variant) <= set(VARIANTS):
         # the book's colour per variant, also where the hue is a label with one value per variant
-        pairs = history[[hue, "variant"]].drop_duplicates() if hue != "variant" else history[["variant"]].drop_duplicates()
+        pairs = history[list(dict.fromkeys([hue, "variant"]))].drop_duplicates()
         if pairs[hue].is_unique and pairs["variant"].is_unique:
             colors = variant_colors()
             palette = {h: colors[v] for h, v in zip(pairs[hue], pairs["variant"])}
