@@ -75,6 +75,24 @@ PAPER_ABLATIONS = {
 }
 
 
+# Cited results for the comparisons the paper's Table 3 has no row for (PTB; the sources are in the
+# facts file, ../shared/reference/awd-lstm-facts.md). Weight tying, test perplexity: (source, model,
+# untied, tied, untied and tied parameters in millions where the source gives them).
+TYING_RESULTS = [
+    ("Inan et al. 2016", "small LSTM", 87.3, 85.1, None, None),
+    ("Inan et al. 2016", "medium LSTM", 77.7, 73.9, None, None),
+    ("Inan et al. 2016", "large LSTM", 72.6, 69.0, None, None),
+    ("Press & Wolf 2016", "large LSTM", 78.4, 74.3, 66, 51),
+]
+# Standard (a fresh mask per time step, Zaremba et al. 2014) against variational dropout, Gal & Ghahramani
+# 2016: (source, model, dropout, validation, test).
+DROPOUT_RESULTS = [
+    ("Gal & Ghahramani 2016", "medium LSTM", "standard (Zaremba et al.)", 86.2, 82.7),
+    ("Gal & Ghahramani 2016", "medium LSTM", "variational", 81.9, 79.7),
+    ("Gal & Ghahramani 2016", "large LSTM", "standard (Zaremba et al.)", 82.2, 78.4),
+    ("Gal & Ghahramani 2016", "large LSTM", "variational", 77.9, 75.2),
+]
+
 def variant_config(variant: str, profile: str = "book", seed: int = 0, **overrides) -> Config:
     if variant not in VARIANTS:
         raise KeyError(f"variant {variant!r}: choose one of {', '.join(VARIANTS)}")

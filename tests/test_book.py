@@ -2,7 +2,8 @@
 warnings as errors, passes the static check, and renders in a real browser (headless Chromium
 driven by Playwright) with figures loaded and math typeset, offline.
 
-Tests marked slow build the book; the others check the checker on a tiny hand-made site.
+Tests marked slow build the book, or run its chapters on the committed runs at the default profile; the
+others check the checker on a tiny hand-made site.
 The build goes into the repository's own gitignored outputs (book/chapters/, _build/), once per
 session; screenshots go to _build/screenshots/.
 """
@@ -61,6 +62,23 @@ def built_book():
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"book build failed (exit {proc.returncode}):\n{log[-8000:]}"
     yield {"log": log, "seconds": time.perf_counter() - start, "git_before": before, "git_after": _git_status()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_runs_from_the_committed_results(name, tmp_path, monkeypatch):
+    """What `make book` does, chapter by chapter: at the default profile every run is read from results/ and
+    nothing is trained. A missing or unfinished run fails here, and so does a chapter's claim that its
+    committed runs no longer support (the chapters check those with assertions)."""
+    import papermill
+
+    from awd.report import NO_TRAIN_ENV
+
+    monkeypatch.setenv(NO_TRAIN_ENV, "1")  # the kernel inherits it: a missing run is an error, not a training
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    papermill.execute_notebook(str(build_book.NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                               parameters={"profile": build_book.DEFAULT_PROFILE}, kernel_name=build_book.KERNEL,
+                               cwd=str(build_book.NOTEBOOKS), progress_bar=False)
 
 
 def test_toc_lists_chapters_with_source_notebooks():
