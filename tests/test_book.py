@@ -81,6 +81,23 @@ def test_chapter_runs_from_the_committed_results(name, tmp_path, monkeypatch):
                                cwd=str(build_book.NOTEBOOKS), progress_bar=False)
 
 
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_notebook_is_valid_nbformat(name):
+    """Each source notebook validates, and from nbformat 4.5 on every cell has a unique id (nbformat warns now
+    and will refuse later)."""
+    import warnings
+
+    import nbformat
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # MissingIDFieldWarning and the like fail the test
+        nb = nbformat.read(build_book.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        nbformat.validate(nb)
+    if (nb.nbformat, nb.nbformat_minor) >= (4, 5):
+        ids = [cell.get("id") for cell in nb.cells]
+        assert None not in ids and len(set(ids)) == len(ids), f"{name}: missing or repeated cell ids"
+
+
 def test_toc_lists_chapters_with_source_notebooks():
     assert CHAPTERS, "_toc.yml lists no book/chapters/* pages"
     for name in CHAPTERS:
