@@ -161,7 +161,9 @@ def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=N
         if pairs[hue].is_unique and pairs["variant"].is_unique:
             colors = variant_colors()
             palette = {h: colors[v] for h, v in zip(pairs[hue], pairs["variant"])}
-    sns.lineplot(data=history, x="epoch", y=y, hue=hue, style=style, errorbar="sd", ax=ax, marker="o",
+    # a marker per epoch helps to count a few epochs; over many it hides the dashes that tell the lines apart
+    marker = "o" if history.epoch.nunique() <= 20 else None
+    sns.lineplot(data=history, x="epoch", y=y, hue=hue, style=style, errorbar="sd", ax=ax, marker=marker,
                  markersize=4, palette=palette)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     labels = {"val_ppl": "validation perplexity", "train_ppl": "training perplexity",
@@ -181,6 +183,33 @@ def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=N
     if title:
         ax.set_title(title)
     return ax
+
+
+def closeup(history: pd.DataFrame, ax, y: str = "val_ppl", hue: str = "variant", from_epoch: int | None = None,
+            span: float = 1.2, **kwargs):
+    """`curves` from `from_epoch` on (default: the second half of training) on a linear scale, cut at most at `span`
+    times the lowest mean. The variants the book compares end within a few percent of each other, which a log scale that
+    starts at the first epoch's perplexity squeezes into a few pixels."""
+    start = int(history.epoch.max()) // 2 + 1 if from_epoch is None else int(from_epoch)
+    late = history[history.epoch >= start]
+    curves(late, y=y, hue=hue, ax=ax, log=False, **kwargs)
+    means = late.groupby([hue, "epoch"])[y].mean()
+    low = float(means.min())
+    # up to the highest line that comes within `span` of the best; one that never does stays above the top
+    near = means.groupby(level=0).filter(lambda m: m.min() < span * low)
+    top = min(span * low, 1.03 * float(near.max()))
+    ax.set_ylim(0.98 * low, top)
+    above = [str(h) for h, m in means.groupby(level=0) if m.min() >= top]
+    if above:  # in the legend but nowhere in the panel: say where they went
+        ax.text(0.98, 0.98, f"above the top: {listing(above)}", transform=ax.transAxes, ha="right", va="top",
+                fontsize=9, color="0.3")
+    return ax
+
+
+def listing(items) -> str:
+    """Items as prose: "a", "a and b", "a, b and c"."""
+    items = [str(i) for i in items]
+    return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def profile_note(runs: list[Run]) -> str:

@@ -122,3 +122,31 @@ def test_curves_keep_each_variants_colour_under_any_label():
     assert drawn == {"NT-ASGD": variant_colors()["full"], "plain SGD": variant_colors()["SGD"],
                      "ASGD": variant_colors()["ASGD"]}
     assert len(set(variant_colors().values())) == len(variant_colors()), "two variants share a colour"
+
+
+def test_closeup_shows_the_late_epochs_from_just_below_the_best_mean():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from awd.report import closeup
+    frame = pd.DataFrame([dict(variant=v, epoch=e, seed=s, val_ppl=base + 1000 / e + s)
+                          for v, base in [("full", 100.0), ("no dropout", 300.0)] for e in range(1, 11)
+                          for s in (0, 2)])
+    _, ax = plt.subplots()
+    closeup(frame, ax)
+    low = 100 + 1000 / 10 + 1  # the full model's mean over seeds at the last epoch
+    assert ax.get_ylim() == pytest.approx((0.98 * low, 1.2 * low)), "the full model's own line reaches higher"
+    _, ax = plt.subplots()
+    closeup(frame, ax, span=1.5)  # "no dropout" stays above 1.5 * low: the top is the full model's highest point
+    assert ax.get_ylim() == pytest.approx((0.98 * low, 1.03 * (100 + 1000 / 6 + 1)))
+    assert ax.get_yscale() == "linear"
+    assert [t.get_text() for t in ax.texts] == ["above the top: no dropout"]
+    assert min(min(line.get_xdata(), default=99) for line in ax.get_lines()) == 6, "the second half only"
+    plt.close("all")
+
+
+def test_listing_joins_items_as_prose():
+    from awd.report import listing
+    assert listing([]) == "" and listing([18]) == "18" and listing([18, 24]) == "18 and 24"
+    assert listing(["a", "b", "c"]) == "a, b and c"
