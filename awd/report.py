@@ -96,6 +96,18 @@ def welch_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
     return diff, diff - half, diff + half
 
 
+def paired_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of the per-seed differences ``a[i] - b[i]`` and their t confidence interval; NaN with fewer than 2 pairs.
+    The interval for runs that share their noise: a seed's SGD, ASGD and NT-ASGD runs take the same steps, so the
+    seed-to-seed spread that Welch's interval counts cancels in each difference."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2:
+        return (float(d.mean()) if len(d) else math.nan), math.nan, math.nan
+    from scipy import stats
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
 def ablation_table(runs: list[Run], baseline: str = "full", with_paper: bool = True) -> pd.DataFrame:
     """Per variant: mean and sd over seeds of best validation and test perplexity, the difference to the
     baseline with a 95% Welch interval, and the paper's row beside it where the paper has one."""

@@ -33,6 +33,16 @@ def test_welch_interval_matches_a_hand_computation():
     assert math.isnan(welch_ci([1.0], [2.0, 3.0])[1])
 
 
+def test_paired_interval_matches_a_hand_computation_and_is_tighter_for_shared_noise():
+    from awd.report import paired_ci
+    a, b = [10.0, 12.0, 11.0], [8.0, 9.5, 9.0]   # per seed: differences 2.0, 2.5, 2.0
+    d, lo, hi = paired_ci(a, b)
+    assert d == pytest.approx(6.5 / 3)
+    assert hi - d == pytest.approx(4.302653 * np.std([2.0, 2.5, 2.0], ddof=1) / math.sqrt(3), rel=1e-5)  # t_{0.975, 2}
+    assert hi - lo < welch_ci(a, b)[2] - welch_ci(a, b)[1], "the seeds' common spread cancels in the pairs"
+    assert math.isnan(paired_ci([1.0], [2.0])[1])
+
+
 def fake_run(variant, seed, test_ppl, val_ppl):
     cfg = variant_config(variant, "book", seed)
     summary = dict(status="finished", best_val_ppl=val_ppl, test_ppl=test_ppl, epochs_done=3, best_epoch=3)
