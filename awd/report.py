@@ -199,17 +199,18 @@ def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=N
 
 def closeup(history: pd.DataFrame, ax, y: str = "val_ppl", hue: str = "variant", from_epoch: int | None = None,
             span: float = 1.2, **kwargs):
-    """`curves` from `from_epoch` on (default: the second half of training) on a linear scale, cut at most at `span`
-    times the lowest mean. The variants the book compares end within a few percent of each other, which a log scale that
-    starts at the first epoch's perplexity squeezes into a few pixels."""
+    """`curves` from `from_epoch` on (default: the second half of training) on a linear scale. The variants the book
+    compares end within a few percent of each other, which a log scale that starts at the first epoch's perplexity
+    squeezes into a few pixels. The panel shows the lines that come within `span` times the lowest mean, up to their
+    highest point in the later half of the panel; a line still falling steeply enters from the top."""
     start = int(history.epoch.max()) // 2 + 1 if from_epoch is None else int(from_epoch)
     late = history[history.epoch >= start]
     curves(late, y=y, hue=hue, ax=ax, log=False, **kwargs)
     means = late.groupby([hue, "epoch"])[y].mean()
     low = float(means.min())
-    # up to the highest line that comes within `span` of the best; one that never does stays above the top
     near = means.groupby(level=0).filter(lambda m: m.min() < span * low)
-    top = min(span * low, 1.03 * float(near.max()))
+    middle = start + (int(late.epoch.max()) - start) // 2
+    top = 1.03 * float(near[near.index.get_level_values("epoch") >= middle].max())
     ax.set_ylim(0.98 * low, top)
     above = [str(h) for h, m in means.groupby(level=0) if m.min() >= top]
     if above:  # in the legend but nowhere in the panel: say where they went
