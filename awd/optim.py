@@ -9,7 +9,11 @@ does). They differ only in when they start keeping a running average of the iter
   the best one seen before the last ``nonmono`` checks (the authors' condition; see ``observe``).
 
 The average is kept explicitly (``torch.optim.ASGD`` changed behaviour across releases). The raw
-iterates keep training; ``averaged()`` swaps the average in for evaluation and saving.
+iterates keep training; ``averaged()`` swaps the average in for evaluation and saving. Two small
+departures from the reference code, which switches to ``torch.optim.ASGD`` (``t0=0, lambd=0``): that
+optimizer recomputes its step size after each step, so the variable-BPTT learning-rate scaling reaches it one
+batch late, and its running average leaves out the first averaged iterate. Here every step uses its own
+batch's scaling, and the average is the exact arithmetic mean of the iterates since T, as in Algorithm 1.
 """
 from __future__ import annotations
 

@@ -74,6 +74,33 @@ def test_resumed_run_equals_uninterrupted(finished, tmp_path, monkeypatch):
     assert resumed.summary["test_ppl"] == pytest.approx(run.summary["test_ppl"], rel=1e-9)
 
 
+@pytest.mark.parametrize("overrides, die_at", [
+    (dict(optimizer="asgd", epochs=4), 3),                           # with a running average to restore
+    (dict(optimizer="ntasgd", epochs=2, finetune_epochs=3), 4),      # inside the fine-tuning stage
+], ids=["asgd-average", "finetune"])
+def test_a_run_resumed_with_optimizer_state_equals_the_uninterrupted_one(overrides, die_at, tmp_path, monkeypatch):
+    whole = T.train(smoke(**overrides), results_dir=tmp_path / "whole")
+    real, calls = T.train_epoch, []
+
+    def dies(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == die_at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_epoch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(smoke(**overrides), results_dir=tmp_path / "cut")
+    monkeypatch.setattr(T, "train_epoch", real)
+    resumed = T.train(smoke(**overrides), results_dir=tmp_path / "cut")
+    assert [(h["epoch"], h["phase"]) for h in resumed.history] == [(h["epoch"], h["phase"]) for h in whole.history]
+    assert any(h["averaging"] for h in resumed.history[:die_at - 1]), "the cut fell after averaging had started"
+    for a, b in zip(resumed.history, whole.history):
+        for col in LOSS_COLUMNS:
+            assert a[col] == pytest.approx(b[col], rel=1e-9, abs=1e-12), (a["epoch"], a["phase"], col)
+    assert resumed.summary["test_ppl"] == pytest.approx(whole.summary["test_ppl"], rel=1e-9)
+
+
 def test_divergence_is_recorded_not_raised(tmp_path):
     run = T.train(smoke(lr=1e9, clip=0.0, epochs=2), results_dir=tmp_path)
     assert run.summary["status"] == "diverged"
