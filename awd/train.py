@@ -9,7 +9,8 @@ value, and the best weights so far are kept.
 
 Every run lives in ``results/<run id>/``: ``config.json``, ``history.csv`` (a row per epoch),
 ``summary.json`` and, not committed, ``checkpoint.pt`` (every epoch) and ``best.pt``. All are written
-atomically, so an interrupted run resumes from its last epoch and never leaves a half-written file.
+atomically, so an interrupted run resumes from its last epoch and never leaves a half-written file, and
+``best.pt`` always holds the weights of the best epoch that the last checkpoint records.
 """
 from __future__ import annotations
 
@@ -148,6 +149,7 @@ def _train(cfg: Config, run_dir: Path) -> Run:
         opt = make_optimizer(model, cfg, ckpt["state"]["phase"])
         opt.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
+    _settle_best(run_dir, state)
 
     n_params = count_parameters(model)
     meta = run_metadata(device, n_params)
@@ -182,7 +184,8 @@ def _train(cfg: Config, run_dir: Path) -> Run:
                 val = evaluate(model, val_data, cfg.bptt) if averaged else val_raw
                 if math.isfinite(val) and val < state["best_val"]:
                     state["best_val"], state["best_epoch"] = val, epoch
-                    atomic_torch_save(model.state_dict(), run_dir / "best.pt")
+                    # best.pt changes only once the checkpoint that names this epoch the best is written
+                    atomic_torch_save(model.state_dict(), _pending_best(run_dir, epoch))
             if state["phase"] == "train":
                 if opt.observe(val):
                     state["avg_start_epoch"] = epoch + 1  # averaging acts from the next epoch's first step
@@ -205,6 +208,7 @@ def _train(cfg: Config, run_dir: Path) -> Run:
                 state["status"] = "diverged"
                 say(f"loss is not finite at epoch {epoch}: the run is recorded as diverged")
             atomic_torch_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state), ckpt_path)
+            _settle_best(run_dir, state)
             write_records()
         if state["status"] == "running":
             model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device))
@@ -278,6 +282,22 @@ def _parse_cell(v: str):
 
 
 LOCK = "lock"
+
+
+def _pending_best(run_dir: Path, epoch: int) -> Path:
+    return run_dir / f"best-pending-epoch{epoch}.pt"
+
+
+def _settle_best(run_dir: Path, state: dict):
+    """Make ``best.pt`` agree with the last checkpoint. An epoch's better weights wait in a pending file until
+    the checkpoint that records them is written: promoted then, or, when the run was cut off in between (the
+    checkpoint still names an earlier best epoch), deleted, since the resumed run repeats that epoch."""
+    for pending in run_dir.glob("best-pending-epoch*.pt"):
+        epoch = int(pending.stem[len("best-pending-epoch"):])
+        if epoch == state["best_epoch"] == state["epoch"]:
+            os.replace(pending, run_dir / "best.pt")
+        else:
+            pending.unlink()
 
 
 @contextmanager

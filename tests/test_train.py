@@ -101,6 +101,45 @@ def test_a_run_resumed_with_optimizer_state_equals_the_uninterrupted_one(overrid
     assert resumed.summary["test_ppl"] == pytest.approx(whole.summary["test_ppl"], rel=1e-9)
 
 
+def test_best_weights_never_run_ahead_of_the_checkpoint(tmp_path, monkeypatch):
+    import torch
+    real_save, checkpoints = T.atomic_torch_save, []
+
+    def killed_writing_the_second_checkpoint(obj, path):
+        if path.name == "checkpoint.pt":
+            checkpoints.append(1)
+            if len(checkpoints) == 2:
+                raise KeyboardInterrupt
+        real_save(obj, path)
+
+    monkeypatch.setattr(T, "atomic_torch_save", killed_writing_the_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(smoke(), results_dir=tmp_path)
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["epoch"] == ckpt["state"]["best_epoch"] == 1
+    best = torch.load(run_dir / "best.pt")
+    assert all(torch.equal(best[k], ckpt["model"][k]) for k in best), "best.pt holds epoch 2, which no record has"
+    monkeypatch.setattr(T, "atomic_torch_save", real_save)
+    resumed = T.train(smoke(), results_dir=tmp_path)
+    assert resumed.finished and not list(run_dir.glob("best-pending*"))
+
+
+def test_a_pending_best_is_promoted_only_when_the_checkpoint_names_it(tmp_path):
+    import torch
+
+    def weight(name):
+        return torch.load(tmp_path / name)["w"].item()
+
+    torch.save({"w": torch.tensor([1.0])}, tmp_path / "best.pt")
+    torch.save({"w": torch.tensor([3.0])}, tmp_path / "best-pending-epoch3.pt")
+    T._settle_best(tmp_path, dict(epoch=2, best_epoch=1))  # cut off before epoch 3's checkpoint: redo epoch 3
+    assert weight("best.pt") == 1.0 and not list(tmp_path.glob("best-pending*"))
+    torch.save({"w": torch.tensor([3.0])}, tmp_path / "best-pending-epoch3.pt")
+    T._settle_best(tmp_path, dict(epoch=3, best_epoch=3))  # cut off after it, before the promotion
+    assert weight("best.pt") == 3.0 and not list(tmp_path.glob("best-pending*"))
+
+
 def test_divergence_is_recorded_not_raised(tmp_path):
     run = T.train(smoke(lr=1e9, clip=0.0, epochs=2), results_dir=tmp_path)
     assert run.summary["status"] == "diverged"
