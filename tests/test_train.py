@@ -140,6 +140,23 @@ def test_a_pending_best_is_promoted_only_when_the_checkpoint_names_it(tmp_path):
     assert weight("best.pt") == 3.0 and not list(tmp_path.glob("best-pending*"))
 
 
+def test_resuming_with_another_thread_count_says_so(tmp_path, monkeypatch, capsys):
+    real, calls = T.train_epoch, []
+
+    def dies_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "train_epoch", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(smoke(epochs=2), results_dir=tmp_path)
+    monkeypatch.setattr(T, "train_epoch", real)
+    T.train(smoke(epochs=2).replace(threads=2), results_dir=tmp_path)
+    assert "started with 1 thread(s) and resumes with 2" in capsys.readouterr().err
+
+
 def test_divergence_is_recorded_not_raised(tmp_path):
     run = T.train(smoke(lr=1e9, clip=0.0, epochs=2), results_dir=tmp_path)
     assert run.summary["status"] == "diverged"
