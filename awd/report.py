@@ -110,7 +110,8 @@ def paired_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
 
 def ablation_table(runs: list[Run], baseline: str = "full", with_paper: bool = True) -> pd.DataFrame:
     """Per variant: mean and sd over seeds of best validation and test perplexity, the difference to the
-    baseline with a 95% Welch interval, and the paper's row beside it where the paper has one."""
+    baseline with a 95% Welch interval, and the paper's row beside it where the paper has one. Only finished runs
+    count: a diverged or interrupted one lowers its variant's ``seeds`` instead of entering the means."""
     df = summary_frame(runs)
     df = df[df.status == "finished"]
     base = df[df.variant == baseline]
