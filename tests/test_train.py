@@ -50,22 +50,27 @@ def test_a_finished_config_is_returned_without_training(finished, monkeypatch):
     assert again.id == run.id and again.history == run.history
 
 
-def test_resumed_run_equals_uninterrupted(finished, tmp_path, monkeypatch):
-    run, _ = finished
+def interrupted_in_epoch(n, config, results_dir, monkeypatch):
+    """Train `config` until the n-th call of train_epoch raises KeyboardInterrupt, as a killed run would."""
     real, calls = T.train_epoch, []
 
-    def dies_in_epoch_3(*args, **kwargs):
+    def dies(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == n:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(T, "train_epoch", dies_in_epoch_3)
+    monkeypatch.setattr(T, "train_epoch", dies)
     with pytest.raises(KeyboardInterrupt):
-        T.train(smoke(), results_dir=tmp_path)
+        T.train(config, results_dir=results_dir)
+    monkeypatch.setattr(T, "train_epoch", real)
+
+
+def test_resumed_run_equals_uninterrupted(finished, tmp_path, monkeypatch):
+    run, _ = finished
+    interrupted_in_epoch(3, smoke(), tmp_path, monkeypatch)
     summary = json.loads((tmp_path / run.id / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs_done"] == 2
-    monkeypatch.setattr(T, "train_epoch", real)
     resumed = T.train(smoke(), results_dir=tmp_path)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     for a, b in zip(resumed.history, run.history):
@@ -80,18 +85,7 @@ def test_resumed_run_equals_uninterrupted(finished, tmp_path, monkeypatch):
 ], ids=["asgd-average", "finetune"])
 def test_a_run_resumed_with_optimizer_state_equals_the_uninterrupted_one(overrides, die_at, tmp_path, monkeypatch):
     whole = T.train(smoke(**overrides), results_dir=tmp_path / "whole")
-    real, calls = T.train_epoch, []
-
-    def dies(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == die_at:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(T, "train_epoch", dies)
-    with pytest.raises(KeyboardInterrupt):
-        T.train(smoke(**overrides), results_dir=tmp_path / "cut")
-    monkeypatch.setattr(T, "train_epoch", real)
+    interrupted_in_epoch(die_at, smoke(**overrides), tmp_path / "cut", monkeypatch)
     resumed = T.train(smoke(**overrides), results_dir=tmp_path / "cut")
     assert [(h["epoch"], h["phase"]) for h in resumed.history] == [(h["epoch"], h["phase"]) for h in whole.history]
     assert any(h["averaging"] for h in resumed.history[:die_at - 1]), "the cut fell after averaging had started"
@@ -141,18 +135,7 @@ def test_a_pending_best_is_promoted_only_when_the_checkpoint_names_it(tmp_path):
 
 
 def test_resuming_with_another_thread_count_says_so(tmp_path, monkeypatch, capsys):
-    real, calls = T.train_epoch, []
-
-    def dies_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(T, "train_epoch", dies_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        T.train(smoke(epochs=2), results_dir=tmp_path)
-    monkeypatch.setattr(T, "train_epoch", real)
+    interrupted_in_epoch(2, smoke(epochs=2), tmp_path, monkeypatch)
     T.train(smoke(epochs=2).replace(threads=2), results_dir=tmp_path)
     assert "started with 1 thread(s) and resumes with 2" in capsys.readouterr().err
 
