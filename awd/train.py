@@ -140,8 +140,7 @@ def _train(cfg: Config, run_dir: Path) -> Run:
     atomic_write_text(run_dir / "config.json", cfg.to_json() + "\n")
 
     state = dict(epoch=0, phase="train", history=[], best_val=math.inf, best_epoch=None,
-                 avg_start_epoch=1 if cfg.optimizer == "asgd" else None, wall_time=0.0, status="running",
-                 threads=torch.get_num_threads())
+                 avg_start_epoch=1 if cfg.optimizer == "asgd" else None, wall_time=0.0, status="running")
     opt = make_optimizer(model, cfg, "train")
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists():
@@ -158,7 +157,8 @@ def _train(cfg: Config, run_dir: Path) -> Run:
     say = _printer("" if cfg.progress else f"[{cfg.run_id()}] ")
     say(f"run {cfg.run_id()}: {n_params:,} parameters on {meta['device_name']}"
         + (f", resuming after epoch {state['epoch']}" if state["epoch"] else ""))
-    started_with = state.setdefault("threads", torch.get_num_threads())  # older checkpoints did not record it
+    # the thread count a run starts with (older checkpoints did not record it: assume the current one)
+    started_with = state.setdefault("threads", torch.get_num_threads())
     if started_with != torch.get_num_threads():
         # CPU kernels may sum in another order: the rest of the run is as valid, but not bit for bit the same
         say(f"note: this run started with {started_with} thread(s) and resumes with {torch.get_num_threads()}, "
