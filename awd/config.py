@@ -20,10 +20,13 @@ from pathlib import Path
 
 DATASETS = ("ptb", "wikitext-2")
 OPTIMIZERS = ("sgd", "asgd", "ntasgd")
-DROPOUT_MODES = ("variational", "standard")
+DROPOUT_MODES = ("variational", "standard", "2017")
 
 # Fields that say where or how a run executes, not what it computes: they stay out of the run id.
 RUNTIME_FIELDS = ("data_dir", "device", "threads", "progress", "profile")
+# Fields added after runs were committed, with their defaults: in the run id only when set to something
+# else, so that every earlier run (which computed exactly the default) keeps its id and its folder.
+LATER_FIELDS = {"last_size": None}
 
 
 class ConfigError(ValueError):
@@ -41,13 +44,14 @@ class Config:
     hidden_size: int = 1150
     num_layers: int = 3
     tie_weights: bool = True
+    last_size: int | None = None  # the last LSTM layer's outputs; None: emb_size when tied, else hidden_size
     # regularization (Section 5 of the paper)
     dropout: float = 0.4       # locked dropout on the last LSTM layer's output
     dropouth: float = 0.3      # locked dropout between LSTM layers
     dropouti: float = 0.4      # locked dropout on the word vectors
     dropoute: float = 0.1      # embedding dropout: whole words
     wdrop: float = 0.5         # DropConnect on each hidden-to-hidden matrix
-    dropout_mode: str = "variational"  # "variational" (locked masks) or "standard" (fresh mask per element)
+    dropout_mode: str = "variational"  # "variational" (locked), "standard" (fresh per element), "2017" (per step)
     alpha: float = 2.0         # activation regularization (AR)
     beta: float = 1.0          # temporal activation regularization (TAR)
     # optimization (Section 3)
@@ -95,7 +99,7 @@ class Config:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 out.append(f"{name}={v!r}: must be an integer >= 0")
-        for name in ("max_train_tokens", "max_eval_tokens", "threads"):
+        for name in ("max_train_tokens", "max_eval_tokens", "threads", "last_size"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 out.append(f"{name}={v!r}: must be a positive integer or None")
@@ -107,6 +111,9 @@ class Config:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v >= 0:
                 out.append(f"{name}={v!r}: must be >= 0 (0 switches it off)")
+        if self.tie_weights and self.last_size not in (None, self.emb_size):
+            out.append(f"last_size={self.last_size!r}: a tied decoder reuses the embedding, so the last layer "
+                       f"must output emb_size={self.emb_size} units; use last_size=None or tie_weights=False")
         if self.optimizer not in OPTIMIZERS:
             out.append(f"optimizer={self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.dropout_mode not in DROPOUT_MODES:
@@ -155,7 +162,8 @@ class Config:
         The hash covers every field that changes what is computed (not where it runs), so the same
         experiment asked for twice maps to the same folder under ``results/``.
         """
-        science = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        science = {k: v for k, v in self.to_dict().items()
+                   if k not in RUNTIME_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
         digest = hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()[:10]
         dataset = Path(str(self.dataset)).name if self.dataset not in DATASETS else self.dataset
         return f"{dataset}-{self.profile}-{digest}-s{self.seed}"

@@ -16,29 +16,53 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Callable
 
 from .config import PROFILES, RUNTIME_FIELDS, Config
 
 NO_DROPOUT = dict(dropout=0.0, dropouth=0.0, dropouti=0.0, dropoute=0.0, wdrop=0.0)
 
-VARIANTS: dict[str, dict] = {
+VARIANTS: dict[str, dict | Callable[[Config], dict]] = {
     "full": {},                                   # all techniques on, NT-ASGD
-    "no tying": dict(tie_weights=False),
+    "no tying": dict(tie_weights=False),          # the reference code's untied model: last layer hidden_size wide
     "no dropout": NO_DROPOUT,                     # no dropout of any kind (weight drop included)
     "standard dropout": dict(dropout_mode="standard"),
     "no weight drop": dict(wdrop=0.0),
     "SGD": dict(optimizer="sgd"),
     "ASGD": dict(optimizer="asgd"),
-    # further rows of the paper's ablation table
+    # the other rows of the paper's ablation table; a row that depends on the profile's sizes is a function
+    # of the profile's config
+    "full (fine-tuned)": lambda base: dict(finetune_epochs=base.epochs),  # finetune.py reuses --epochs as its cap
     "fixed BPTT": dict(variable_bptt=False),
     "no embedding dropout": dict(dropoute=0.0),
     "no weight decay": dict(wdecay=0.0),
     "no AR/TAR": dict(alpha=0.0, beta=0.0),
+    "full-sized embedding": lambda base: dict(emb_size=base.hidden_size),  # still tied: every layer hidden wide
+    # rows that isolate a claim
+    "untied, same sizes": lambda base: dict(tie_weights=False, last_size=base.emb_size),  # only the tying changes
+    "2017 mask": dict(dropout_mode="2017"),       # the per-step locked mask the paper's tables were measured with
+    "NT-ASGD n=5": dict(nonmono=5),               # the paper's non-monotone interval
 }
+
+
+def overrides_of(variant: str, base: Config) -> dict:
+    """A variant's changes to the profile config ``base`` (the config every variant of a profile starts from)."""
+    if variant not in VARIANTS:
+        raise KeyError(f"variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    overrides = VARIANTS[variant]
+    return overrides(base) if callable(overrides) else dict(overrides)
+
 
 # What the book trains on PTB (3 seeds each) and, where the budget allows, on WikiText-2.
 BOOK_GRID = ["full", "no tying", "no dropout", "standard dropout", "no weight drop", "SGD", "ASGD"]
 BOOK_GRID_WT2 = ["full", "no tying"]
+# The rest of the paper's table, then the rows that isolate a claim.
+PAPER_ROWS = ["full (fine-tuned)", "fixed BPTT", "no embedding dropout", "no weight decay", "no AR/TAR",
+              "full-sized embedding"]
+ISOLATING_ROWS = ["untied, same sizes", "2017 mask", "NT-ASGD n=5"]
+# `grid` trains these stages in order, each seed by seed, so that a grid stopped halfway has every variant of
+# the finished stages and at least one seed of every variant of the current one.
+GRID_STAGES = {"ptb": [BOOK_GRID, PAPER_ROWS, ISOLATING_ROWS], "wikitext-2": [BOOK_GRID_WT2]}
 
 # Seeds per profile when a notebook or the grid is not told: three where the book reports a spread, and two
 # at smoke, so that the tests' book build takes the chapters' several-seed paths (intervals, means) too.
@@ -94,9 +118,8 @@ DROPOUT_RESULTS = [
 ]
 
 def variant_config(variant: str, profile: str = "book", seed: int = 0, **overrides) -> Config:
-    if variant not in VARIANTS:
-        raise KeyError(f"variant {variant!r}: choose one of {', '.join(VARIANTS)}")
-    return Config.from_profile(profile, **{**VARIANTS[variant], "seed": seed, **overrides})
+    base = Config.from_profile(profile, seed=seed, **overrides)
+    return base.replace(**{**overrides_of(variant, base), **overrides})
 
 
 def variant_of(cfg: Config) -> str:
@@ -107,8 +130,8 @@ def variant_of(cfg: Config) -> str:
         return "custom"
     diff = {k: v for k, v in cfg.to_dict().items()
             if k not in RUNTIME_FIELDS and v != getattr(base, k)}
-    for name, overrides in VARIANTS.items():
-        if diff == {k: v for k, v in overrides.items() if v != getattr(base, k)}:
+    for name in VARIANTS:
+        if diff == {k: v for k, v in overrides_of(name, base).items() if v != getattr(base, k)}:
             return name
     return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
 
@@ -204,7 +227,7 @@ def grid_status(configs: list[Config], results_dir: str | Path = "results") -> l
 
 
 def print_status(rows: list[dict]) -> None:
-    fmt = "{variant:17s} {seed:>4} {status:12s} {epochs:>7s} {best:>9s} {test:>9s} {avg:>9s}  {run_id}"
+    fmt = "{variant:21s} {seed:>4} {status:12s} {epochs:>7s} {best:>9s} {test:>9s} {avg:>9s}  {run_id}"
     print(fmt.format(variant="variant", seed="seed", status="status", epochs="epochs", best="best val",
                      test="test", avg="avg from", run_id="run"))
     for r in rows:
@@ -216,11 +239,10 @@ def print_status(rows: list[dict]) -> None:
 
 
 def main(args) -> int:
-    variants = args.variants or (BOOK_GRID if args.dataset == "ptb" else BOOK_GRID_WT2)
+    stages = [args.variants] if args.variants else GRID_STAGES[args.dataset]
     seeds = args.seeds or default_seeds(args.profile)
-    # Seed by seed, so that a grid stopped halfway has every variant at least once.
     configs = [variant_config(v, args.profile, seed, dataset=args.dataset, **_epochs(args))
-               for seed in seeds for v in variants]
+               for variants in stages for seed in seeds for v in variants]
     if args.status:
         print_status(grid_status(configs, args.results_dir))
         return 0

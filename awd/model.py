@@ -5,7 +5,9 @@
       --LockedDropout(dropout)--> decoder (tied to the embedding) --> logits
 
 With weight tying (Section 4.4; Inan et al. 2016, Press & Wolf 2016) the last LSTM layer outputs
-``emb_size`` units so that the decoder can reuse the embedding matrix as its weight.
+``emb_size`` units so that the decoder can reuse the embedding matrix as its weight. Untied, the reference
+code lets it output ``hidden_size`` units (a wider layer and decoder, so more than the tying changes);
+``last_size=emb_size`` keeps the tied model's sizes, so that the decoder's own weight is the only change.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from .regularize import EmbeddingDropout, LockedDropout, WeightDrop
 class AWDLSTM(nn.Module):
     def __init__(self, vocab_size: int, emb_size: int = 400, hidden_size: int = 1150, num_layers: int = 3,
                  dropout: float = 0.4, dropouth: float = 0.3, dropouti: float = 0.4, dropoute: float = 0.1,
-                 wdrop: float = 0.5, tie_weights: bool = True, dropout_mode: str = "variational"):
+                 wdrop: float = 0.5, tie_weights: bool = True, dropout_mode: str = "variational",
+                 last_size: int | None = None):
         super().__init__()
         self.vocab_size, self.emb_size, self.hidden_size = vocab_size, emb_size, hidden_size
         self.num_layers, self.tie_weights = num_layers, tie_weights
@@ -28,7 +31,10 @@ class AWDLSTM(nn.Module):
         self.input_dropout = LockedDropout(dropouti, dropout_mode)       # dropouti
         self.hidden_dropout = LockedDropout(dropouth, dropout_mode)      # dropouth, between layers
         self.output_dropout = LockedDropout(dropout, dropout_mode)       # dropout, after the last layer
-        last_size = emb_size if tie_weights else hidden_size
+        if last_size is None:
+            last_size = emb_size if tie_weights else hidden_size
+        if tie_weights and last_size != emb_size:
+            raise ValueError(f"last_size={last_size}: a tied decoder needs the last layer to output emb_size={emb_size}")
         sizes = [emb_size] + [hidden_size] * (num_layers - 1) + [last_size]
         self.rnns = nn.ModuleList(
             WeightDrop(nn.LSTM(sizes[i], sizes[i + 1]), wdrop) for i in range(num_layers))
@@ -41,7 +47,7 @@ class AWDLSTM(nn.Module):
     def from_config(cls, cfg, vocab_size: int) -> "AWDLSTM":
         """The model a ``Config`` describes (its sizes, rates and tying) for a vocabulary."""
         return cls(vocab_size, cfg.emb_size, cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.dropouth,
-                   cfg.dropouti, cfg.dropoute, cfg.wdrop, cfg.tie_weights, cfg.dropout_mode)
+                   cfg.dropouti, cfg.dropoute, cfg.wdrop, cfg.tie_weights, cfg.dropout_mode, cfg.last_size)
 
     def reset_parameters(self):
         """As in the reference code: embedding U(-0.1, 0.1), decoder bias 0, LSTMs PyTorch's default

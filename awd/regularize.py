@@ -2,7 +2,8 @@
 
 - ``EmbeddingDropout``: drops whole words from the embedding matrix (``dropoute``, Section 4.3).
 - ``LockedDropout``: variational dropout, one mask per sequence shared by all time steps (``dropouti``,
-  ``dropouth``, ``dropout``, Section 4.2); ``mode="standard"`` gives ordinary dropout for the ablation.
+  ``dropouth``, ``dropout``, Section 4.2); ``mode="standard"`` gives ordinary dropout and ``mode="2017"``
+  the first code release's per-step mask, for the ablations.
 - ``WeightDrop``: DropConnect on an LSTM's hidden-to-hidden matrix (``wdrop``, Section 2).
 - ``ar_tar``: activation and temporal activation regularization (``alpha``, ``beta``, Section 4.6).
 
@@ -45,23 +46,31 @@ class LockedDropout(nn.Module):
     """Variational ("locked") dropout on a (time, batch, features) tensor, Section 4.2.
 
     One Bernoulli mask of shape (1, batch, features) is drawn per forward call and reused at every time
-    step, so a unit that is dropped stays dropped for the whole sequence. (The first release of the
-    reference code drew (seq_len, 1, features), a fresh mask per step shared across the batch; see the
-    facts file.) ``mode="standard"`` draws a fresh mask for every element and time step instead.
+    step, so a unit that is dropped stays dropped for the whole sequence. The other modes change only the
+    mask's shape:
+
+    - ``"standard"``: (seq_len, batch, features), a fresh mask for every element and time step;
+    - ``"2017"``: (seq_len, 1, features), a fresh mask at every time step, the same for every sequence of
+      the batch. This is what the first release of the reference code drew (salesforce/awd-lstm-lm
+      acb04a5, fixed in a3020a7 on 2017-09-01), so the paper's tables were measured with it.
     """
+
+    MASK_SHAPES = {"variational": lambda x: (1, x.size(1), x.size(2)),
+                   "standard": lambda x: tuple(x.shape),
+                   "2017": lambda x: (x.size(0), 1, x.size(2))}
 
     def __init__(self, p: float, mode: str = "variational"):
         super().__init__()
-        if mode not in ("variational", "standard"):
-            raise ValueError(f"mode={mode!r}: use 'variational' or 'standard'")
+        if mode not in self.MASK_SHAPES:
+            raise ValueError(f"mode={mode!r}: use one of {', '.join(self.MASK_SHAPES)}")
         self.p, self.mode = p, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        if self.mode == "standard":
+        if self.mode == "standard":  # F.dropout draws the same full-shape mask, in one fused kernel
             return F.dropout(x, self.p, training=True)
-        mask = x.new_empty(1, x.size(1), x.size(2)).bernoulli_(1 - self.p) / (1 - self.p)
+        mask = x.new_empty(self.MASK_SHAPES[self.mode](x)).bernoulli_(1 - self.p) / (1 - self.p)
         return x * mask
 
     def extra_repr(self) -> str:

@@ -174,6 +174,8 @@ def _train(cfg: Config, run_dir: Path) -> Run:
         while state["status"] == "running" and state["epoch"] < total_epochs and not state.get("stopped"):
             if state["phase"] == "train" and state["epoch"] >= cfg.epochs:
                 # Fine-tuning (reference finetune.py): ASGD from the best weights, averaging from the start.
+                # Those weights are also the model without fine-tuning: kept, for evaluations of both.
+                atomic_copy(run_dir / "best.pt", run_dir / BEFORE_FINETUNE)
                 model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device))
                 state["phase"] = "finetune"
                 opt = make_optimizer(model, cfg, "finetune")
@@ -248,6 +250,8 @@ def make_summary(cfg: Config, state: dict, meta: dict) -> dict:
         test_loss=test_loss, test_ppl=_ppl(test_loss) if test_loss is not None else None,
         final_val_ppl=hist[-1]["val_ppl"] if hist else None,
         averaging_start_epoch=state["avg_start_epoch"],
+        **(dict(finetune_stop_epoch=state["epoch"] if state.get("stopped") else None)
+           if cfg.finetune_epochs else {}),  # where the non-monotone criterion ended it (None: it ran to the cap)
         train_tokens_per_s=round(sum(h["tokens_per_s"] for h in hist) / len(hist), 1) if hist else None,
         wall_time_s=round(state["wall_time"], 1),
         **meta)
@@ -288,6 +292,7 @@ def _parse_cell(v: str):
 
 
 LOCK = "lock"
+BEFORE_FINETUNE = "best-before-finetune.pt"  # a fine-tuned run's best weights of its training stage
 
 
 def _pending_best(run_dir: Path, epoch: int) -> Path:
@@ -364,6 +369,12 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
