@@ -176,6 +176,7 @@ def _train(cfg: Config, run_dir: Path) -> Run:
                 # Fine-tuning (reference finetune.py): ASGD from the best weights, averaging from the start.
                 # Those weights are also the model without fine-tuning: kept, for evaluations of both.
                 atomic_copy(run_dir / "best.pt", run_dir / BEFORE_FINETUNE)
+                state["before_finetune"] = dict(best_epoch=state["best_epoch"], best_val=state["best_val"])
                 model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device))
                 state["phase"] = "finetune"
                 opt = make_optimizer(model, cfg, "finetune")
@@ -221,6 +222,10 @@ def _train(cfg: Config, run_dir: Path) -> Run:
         if state["status"] == "running":
             model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device))
             state["test_loss"] = evaluate(model, test_data, cfg.bptt)
+            if "before_finetune" in state:  # the same run without fine-tuning: the paper's "- fine-tuning" row
+                before = AWDLSTM.from_config(cfg, len(corpus.dictionary)).to(device)
+                before.load_state_dict(torch.load(run_dir / BEFORE_FINETUNE, map_location=device))
+                state["before_finetune"]["test_loss"] = evaluate(before, test_data, cfg.bptt)
             state["status"] = "finished"
             say(f"best valid ppl {_ppl(state['best_val']):.2f} (epoch {state['best_epoch']}), "
                 f"test ppl {_ppl(state['test_loss']):.2f}")
@@ -250,11 +255,19 @@ def make_summary(cfg: Config, state: dict, meta: dict) -> dict:
         test_loss=test_loss, test_ppl=_ppl(test_loss) if test_loss is not None else None,
         final_val_ppl=hist[-1]["val_ppl"] if hist else None,
         averaging_start_epoch=state["avg_start_epoch"],
-        **(dict(finetune_stop_epoch=state["epoch"] if state.get("stopped") else None)
-           if cfg.finetune_epochs else {}),  # where the non-monotone criterion ended it (None: it ran to the cap)
+        **(_finetune_summary(state) if cfg.finetune_epochs else {}),
         train_tokens_per_s=round(sum(h["tokens_per_s"] for h in hist) / len(hist), 1) if hist else None,
         wall_time_s=round(state["wall_time"], 1),
         **meta)
+
+
+def _finetune_summary(state: dict) -> dict:
+    """Where the non-monotone criterion ended fine-tuning (None: it ran to its cap), and the run's numbers at
+    the end of its training stage: the same trajectory without fine-tuning, so the two pair exactly."""
+    before = state.get("before_finetune", {})
+    return dict(finetune_stop_epoch=state["epoch"] if state.get("stopped") else None,
+                before_finetune=dict(best_epoch=before.get("best_epoch"), best_val_ppl=_ppl(before.get("best_val")),
+                                     test_ppl=_ppl(before.get("test_loss"))))
 
 
 def run_metadata(device: torch.device, n_params: int) -> dict:
