@@ -57,3 +57,23 @@ def test_parse_override_types_values_by_field():
         parse_override("epochs=ten")
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_override("wdrop")
+
+
+def test_a_tied_model_cannot_have_another_last_size():
+    with pytest.raises(ConfigError, match="last_size=256.*tie_weights=False"):
+        Config.from_profile("book", last_size=256)
+    assert Config.from_profile("book", tie_weights=False, last_size=128).last_size == 128
+
+
+def test_fields_added_later_keep_the_committed_run_ids():
+    """A field added after runs were committed enters the hash only when set, so the committed folders (whose
+    config.json lacks it) still carry the ids their configs hash to."""
+    from pathlib import Path
+    from awd.train import load_run
+    root = Path(__file__).resolve().parent.parent / "results"
+    runs = [load_run(p.parent) for p in root.glob("*/config.json")]
+    assert len(runs) >= 21
+    for run in runs:
+        assert run.config.run_id() == run.id, run.path
+    base = Config.from_profile("book")
+    assert base.replace(tie_weights=False, last_size=128).run_id() != base.replace(tie_weights=False).run_id()

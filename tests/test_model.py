@@ -27,6 +27,27 @@ def test_parameter_counts_tied_and_untied():
     assert untied.decoder.weight is not untied.encoder.weight
 
 
+def test_untied_same_sizes_changes_only_the_decoder():
+    """last_size=emb_size: the untied model keeps the tied one's layers, so the decoder's own V x E weight is
+    the only difference (at the book's sizes 3,689,232 against 2,409,232 parameters)."""
+    V, E, H = 100, 16, 32
+    tied = AWDLSTM(V, E, H, 3, tie_weights=True)
+    same = AWDLSTM(V, E, H, 3, tie_weights=False, last_size=E)
+    assert [r.module.hidden_size for r in same.rnns] == [r.module.hidden_size for r in tied.rnns] == [H, H, E]
+    assert same.decoder.weight is not same.encoder.weight
+    assert count_parameters(same) == count_parameters(tied) + V * E
+    with pytest.raises(ValueError, match="last_size=32"):
+        AWDLSTM(V, E, H, 3, tie_weights=True, last_size=H)
+
+
+def test_book_sizes_of_the_untied_rows():
+    from awd.experiments import variant_config
+    counts = {v: count_parameters(AWDLSTM.from_config(variant_config(v, "book"), 10_000))
+              for v in ("full", "no tying", "untied, same sizes", "full-sized embedding")}
+    assert counts == {"full": 2_409_232, "no tying": 5_297_936, "untied, same sizes": 3_689_232,
+                      "full-sized embedding": 10_000 * 256 + 3 * lstm_params(256, 256) + 10_000}
+
+
 def test_paper_ptb_model_has_24m_parameters():
     m = AWDLSTM(10_000)
     assert count_parameters(m) == pytest.approx(24e6, rel=0.02)

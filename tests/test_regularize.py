@@ -27,7 +27,19 @@ def test_standard_dropout_differs_between_time_steps():
     assert set(y.unique().tolist()) == {0.0, 2.0}
 
 
-@pytest.mark.parametrize("mode", ["variational", "standard"])
+def test_2017_mask_is_shared_over_the_batch_and_fresh_at_every_time_step():
+    """The first code release's mask, (seq_len, 1, features): what the paper's tables were measured with."""
+    torch.manual_seed(0)
+    drop = LockedDropout(0.5, mode="2017").train()
+    x = torch.ones(30, 8, 64)
+    y = drop(x)
+    assert torch.equal(y, y[:, :1].expand_as(y)), "every sequence of the batch gets the same mask"
+    assert all(not torch.equal(y[t], y[t + 1]) for t in range(29)), "a fresh mask at every time step"
+    assert set(y.unique().tolist()) == {0.0, 2.0}, "kept units are rescaled by 1/(1-p)"
+    assert not torch.equal(y, drop(x)), "each forward call draws a new mask"
+
+
+@pytest.mark.parametrize("mode", ["variational", "standard", "2017"])
 def test_locked_dropout_preserves_the_expectation(mode):
     torch.manual_seed(0)
     drop = LockedDropout(0.3, mode).train()
@@ -35,7 +47,7 @@ def test_locked_dropout_preserves_the_expectation(mode):
     assert drop(x).mean().item() == pytest.approx(3.0, rel=0.01)
 
 
-@pytest.mark.parametrize("mode", ["variational", "standard"])
+@pytest.mark.parametrize("mode", ["variational", "standard", "2017"])
 def test_locked_dropout_is_identity_in_eval_and_at_zero(mode):
     x = torch.randn(5, 3, 4)
     assert LockedDropout(0.5, mode).eval()(x) is x
