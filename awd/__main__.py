@@ -1,4 +1,4 @@
-"""Command line: ``python -m awd {train,eval,generate,grid,bench} ...`` (``--help`` on each)."""
+"""Command line: ``python -m awd {train,eval,evals,generate,grid,bench} ...`` (``--help`` on each)."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("eval", help="evaluate a run's best weights on valid and test")
     p.add_argument("run", help="a run folder or a run id under --results-dir")
     p.add_argument("--results-dir", default="results")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("evals", help="cache pointer and MC dropout on a run's kept weights -> evals.json")
+    p.add_argument("run", help="a run folder or a run id under --results-dir")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--only", choices=["pointer", "mc"], help="one of the two evaluations (default: both)")
+    p.add_argument("--samples", type=int, default=None, help="MC dropout passes on validation (default 100)")
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("generate", help="sample text from a run's best weights")
@@ -136,6 +143,26 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_evals(args) -> int:
+    from .evals import EVALS, MC_SAMPLES, evaluate_run
+    samples = MC_SAMPLES if args.samples is None else args.samples
+    if samples < 1:
+        raise ConfigError(f"--samples {samples}: give at least 1 pass (the default is {MC_SAMPLES})")
+    path = Path(args.run) if Path(args.run).is_dir() else Path(args.results_dir) / args.run
+    out = evaluate_run(path, args.device, pointer=args.only != "mc", mc=args.only != "pointer", samples=samples)
+    for name, entry in out.items():
+        if "pointer" in entry:
+            ptr = entry["pointer"]
+            print(f"{name}: pointer {ptr['chosen']}: valid {ptr['val_ppl_no_cache']:.2f} -> {ptr['val_ppl']:.2f}, "
+                  f"test {ptr['test_ppl_no_cache']:.2f} -> {ptr['test_ppl']:.2f}")
+        if "mc_dropout" in entry:
+            mc = entry["mc_dropout"]
+            print(f"{name}: MC dropout K={mc['chosen_samples']}: valid {mc['val_ppl_deterministic']:.2f} -> "
+                  f"{mc['val_ppl']:.2f}, test {mc['test_ppl_deterministic']:.2f} -> {mc['test_ppl']:.2f}")
+    print(f"written: {path / EVALS}")
+    return 0
+
+
 def cmd_grid(args) -> int:
     from .experiments import main as grid_main
     return grid_main(args)
@@ -146,7 +173,8 @@ def cmd_bench(args) -> int:
     return bench_main(args)
 
 
-COMMANDS = dict(train=cmd_train, eval=cmd_eval, generate=cmd_generate, grid=cmd_grid, bench=cmd_bench)
+COMMANDS = dict(train=cmd_train, eval=cmd_eval, evals=cmd_evals, generate=cmd_generate, grid=cmd_grid,
+                bench=cmd_bench)
 
 if __name__ == "__main__":
     sys.exit(main())

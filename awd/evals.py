@@ -1,0 +1,225 @@
+"""Evaluations of a trained model beyond its plain perplexity: the continuous cache pointer and MC dropout.
+
+    python -m awd evals RUN_ID          # both, on every set of weights the run kept -> results/RUN_ID/evals.json
+
+- **Continuous cache pointer** (Grave, Joulin & Usunier 2016; applied after training as the reference
+  code's ``pointer.py`` does, Section 6 of the paper). The model reads the split as one stream (batch 1,
+  state carried); at step t the cache holds the last ``window`` pairs (h_i, y_i) of the last layer's output
+  h_i and the word y_i that followed it, and
+
+      p_ptr(w | h_t) = sum_i softmax_i(theta * h_t . h_i) * 1[y_i = w]
+      p(w)           = lambda * p_ptr(w) + (1 - lambda) * p_vocab(w).
+
+  Only the target's probability is needed for perplexity, so the whole stream is scored with a few matrix
+  products per chunk instead of a Python loop per token. Window, theta and lambda are chosen on the
+  validation set; test is scored once, with the chosen settings.
+- **MC dropout** (Gal & Ghahramani 2016): K forward passes with fresh training-mode masks (every dropout of
+  training: embedding, locked, weight drop), averaging the predicted *probabilities* of each target, not
+  their logarithms; against the deterministic evaluation (dropout off). K is chosen on validation.
+
+The results go to ``evals.json`` in the run's folder, with the settings, the weights' digest and the code's
+commit, so that the book reads them and never needs the weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import Corpus, batchify, bptt_batches
+from .model import AWDLSTM
+from .train import BEFORE_FINETUNE, atomic_write_text, evaluate, load_run, resolve_device, run_metadata
+
+# The validation grid of the pointer. It holds the reference README's PTB settings (window 500, theta 1.0,
+# lambda 0.1) and the paper's window (2000); theta reaches below 1 because our hidden states are smaller.
+WINDOWS = (100, 200, 500, 1000, 2000)
+THETAS = (0.1, 0.25, 0.5, 1.0, 2.0)
+LAMBDAS = (0.05, 0.1, 0.15, 0.2, 0.3)
+MC_SAMPLES = 100
+# K is the smallest number of passes whose validation perplexity is within this fraction of the gain of all
+# MC_SAMPLES passes (more passes cost linearly and gain ever less).
+MC_GAIN_SHARE = 0.95
+
+
+# --- the cache pointer ------------------------------------------------------------------------------------
+@torch.no_grad()
+def stream_states(model: AWDLSTM, tokens: torch.Tensor, bptt: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Read a split as one stream (batch 1, state carried, dropout off): per prediction step the last layer's
+    output h_t (N, d), the log-probability log p_vocab(y_t) of the word that follows (N,), and y_t (N,)."""
+    model.eval()
+    data = tokens.view(-1, 1)
+    hidden, states, logp, targets = None, [], [], []
+    for x, y, _ in bptt_batches(data, bptt, variable=False):
+        logits, hidden, _, dropped = model(x, hidden, return_h=True)
+        states.append(dropped[-1].squeeze(1))
+        logp.append(F.log_softmax(logits.squeeze(1), dim=-1).gather(1, y.view(-1, 1)).squeeze(1))
+        targets.append(y.view(-1))
+    return torch.cat(states), torch.cat(logp).double(), torch.cat(targets)
+
+
+def pointer_probs(states: torch.Tensor, targets: torch.Tensor, window: int, theta: float,
+                  chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """p_ptr(y_t | h_t) for every step t, and whether step t had a cache at all.
+
+    As ``pointer.py``: step t attends over the pairs t-window .. t-1 (never its own), and the first
+    ``window`` steps of the split, before the cache is full, get no cache (their mask is False). One
+    departure: ``pointer.py`` also gives no cache to the first step of every later bptt chunk (its test
+    ``start_idx + idx > window`` runs after the history was cut to ``window`` pairs, an off-by-one); here
+    every step after the first ``window`` has one."""
+    n = states.size(0)
+    probs = torch.zeros(n, dtype=torch.float64)
+    for a in range(window + 1, n, chunk):  # steps a .. b-1; their keys are the pairs a-window .. b-2
+        b = min(a + chunk, n)
+        keys, key_words = states[a - window:b - 1], targets[a - window:b - 1]
+        scores = theta * states[a:b] @ keys.T                              # (b-a, window+b-a-1)
+        rows = torch.arange(b - a).view(-1, 1)
+        cols = torch.arange(keys.size(0)).view(1, -1)
+        in_window = (cols >= rows) & (cols < rows + window)                # key i serves step a+r iff r <= i < r+window
+        attn = torch.softmax(scores.masked_fill(~in_window, -math.inf), dim=1)
+        hits = key_words.view(1, -1) == targets[a:b].view(-1, 1)
+        probs[a:b] = (attn * hits).sum(1).double()
+    has_cache = torch.arange(n) > window
+    return probs, has_cache
+
+
+def mix(logp_vocab: torch.Tensor, p_ptr: torch.Tensor, has_cache: torch.Tensor, lam: float) -> float:
+    """Mean cross-entropy of p = lambda p_ptr + (1 - lambda) p_vocab (p_vocab alone where there is no cache)."""
+    p = torch.where(has_cache, lam * p_ptr + (1 - lam) * logp_vocab.exp(), logp_vocab.exp())
+    return -p.log().mean().item()
+
+
+def pointer_eval(model: AWDLSTM, corpus: Corpus, cfg, device, progress: bool = True) -> dict:
+    """Choose window, theta and lambda on validation (the whole grid is recorded), then score test once."""
+    from tqdm.auto import tqdm
+    splits = {}
+    for split in ("valid", "test"):
+        tokens = getattr(corpus, split)[:cfg.max_eval_tokens].to(device)
+        h, logp, y = stream_states(model, tokens, cfg.bptt)
+        splits[split] = (h.cpu(), logp.cpu(), y.cpu())
+    h, logp, y = splits["valid"]
+    grid = []
+    combos = [(w, t) for w in WINDOWS for t in THETAS if w < h.size(0)]
+    for window, theta in tqdm(combos, desc="pointer grid (valid)", disable=not progress):
+        p_ptr, has_cache = pointer_probs(h, y, window, theta)
+        grid += [dict(window=window, theta=theta, lambdah=lam, val_ppl=math.exp(mix(logp, p_ptr, has_cache, lam)))
+                 for lam in LAMBDAS]
+    best = min(grid, key=lambda r: r["val_ppl"])
+    h, logp, y = splits["test"]
+    p_ptr, has_cache = pointer_probs(h, y, best["window"], best["theta"])
+    return dict(
+        method="continuous cache pointer (Grave et al. 2016) as the reference pointer.py applies it: batch 1, "
+               "state carried, no cache for the first `window` steps of a split",
+        grid=grid, chosen=dict(window=best["window"], theta=best["theta"], lambdah=best["lambdah"]),
+        chosen_by="lowest validation perplexity over the grid",
+        val_ppl_no_cache=math.exp(-splits["valid"][1].mean().item()),
+        test_ppl_no_cache=math.exp(-splits["test"][1].mean().item()),
+        val_ppl=best["val_ppl"], test_ppl=math.exp(mix(logp, p_ptr, has_cache, best["lambdah"])))
+
+
+# --- MC dropout -------------------------------------------------------------------------------------------
+@torch.no_grad()
+def target_logprobs(model: AWDLSTM, data: torch.Tensor, bptt: int) -> torch.Tensor:
+    """log p(y_t) of every target of a batchified split, in the model's current mode (train: masks drawn)."""
+    hidden, out = model.init_hidden(data.size(1)), []
+    for x, y, _ in bptt_batches(data, bptt, variable=False):
+        logits, hidden = model(x, hidden)
+        out.append(F.log_softmax(logits, dim=-1).gather(2, y.unsqueeze(2)).squeeze(2).reshape(-1))
+    return torch.cat(out).double()
+
+
+def mc_logprobs(model: AWDLSTM, data: torch.Tensor, bptt: int, samples: int, seed: int = 0,
+                progress: bool = True) -> torch.Tensor:
+    """(samples, N) target log-probabilities, one row per pass with fresh training-mode masks."""
+    from tqdm.auto import tqdm
+    model.train()
+    rows = []
+    for k in tqdm(range(samples), desc="MC dropout passes", disable=not progress):
+        torch.manual_seed(seed * 100_003 + k)
+        rows.append(target_logprobs(model, data, bptt).cpu())
+    model.eval()
+    return torch.stack(rows)
+
+
+def mc_perplexity(logprobs: torch.Tensor, k: int) -> float:
+    """Perplexity of the mean of the first k passes' probabilities: exp(-mean_t log((1/k) sum_j p_j(y_t)))."""
+    mean_logp = torch.logsumexp(logprobs[:k], dim=0) - math.log(k)
+    return math.exp(-mean_logp.mean().item())
+
+
+def mc_eval(model: AWDLSTM, corpus: Corpus, cfg, device, samples: int = MC_SAMPLES, progress: bool = True) -> dict:
+    """Perplexity against K on validation, K chosen there, then test at that K (and the deterministic pair)."""
+    def split_data(split, bs):
+        return batchify(getattr(corpus, split)[:cfg.max_eval_tokens], bs).to(device)
+    val_data, test_data = split_data("valid", cfg.eval_batch_size), split_data("test", cfg.test_batch_size)
+    val_det, test_det = (math.exp(evaluate(model, d, cfg.bptt)) for d in (val_data, test_data))
+    val_lp = mc_logprobs(model, val_data, cfg.bptt, samples, seed=1, progress=progress)
+    ks = list(range(1, samples + 1))
+    curve = [mc_perplexity(val_lp, k) for k in ks]
+    gain = curve[0] - curve[-1]
+    chosen = next(k for k, ppl in zip(ks, curve) if curve[0] - ppl >= MC_GAIN_SHARE * gain) if gain > 0 else 1
+    test_lp = mc_logprobs(model, test_data, cfg.bptt, chosen, seed=2, progress=progress)
+    return dict(
+        method="MC dropout (Gal & Ghahramani 2016): mean of the probabilities of K passes with training-mode masks",
+        samples=ks, val_ppl_by_samples=curve, chosen_samples=chosen,
+        chosen_by=f"the smallest K with {MC_GAIN_SHARE:.0%} of the validation gain of K={samples} "
+                  "(K=1 when there is no gain)",
+        val_ppl_deterministic=val_det, test_ppl_deterministic=test_det,
+        val_ppl=curve[chosen - 1], test_ppl=mc_perplexity(test_lp, chosen))
+
+
+# --- a run's evaluations ----------------------------------------------------------------------------------
+WEIGHTS = {"best.pt": ("best_val_ppl",), BEFORE_FINETUNE: ("before_finetune", "best_val_ppl")}
+EVALS = "evals.json"
+
+
+def load_weights(run_dir: Path, name: str, cfg, vocab_size: int, device) -> AWDLSTM:
+    model = AWDLSTM.from_config(cfg, vocab_size)
+    model.load_state_dict({k: v.float() for k, v in
+                           torch.load(run_dir / name, map_location=device, weights_only=True).items()})
+    return model.to(device).eval()
+
+
+def evaluate_run(run_path: str | Path, device: str = "auto", pointer: bool = True, mc: bool = True,
+                 samples: int = MC_SAMPLES, progress: bool = True) -> dict:
+    """Both evaluations for every set of weights the run kept, written to ``evals.json`` in its folder.
+
+    The weights must reproduce the validation perplexity that the run recorded for them (checked first), so
+    that the numbers belong to the run they are filed under."""
+    run = load_run(run_path)
+    if not run.finished:
+        raise RuntimeError(f"{run.path} is not a finished run ({run.summary.get('status', 'no summary')}); "
+                           "train it first")
+    cfg, dev = run.config, resolve_device(device)
+    corpus = Corpus.load(cfg.dataset, data_dir=cfg.data_dir)
+    present = [name for name in WEIGHTS if (run.path / name).exists()]
+    if not present:
+        raise FileNotFoundError(f"{run.path} holds no weights (best.pt): weights are not committed; retrain the "
+                                f"run (python -m awd train --profile {cfg.profile} ... --retrain) to get them")
+    out = json.loads((run.path / EVALS).read_text()) if (run.path / EVALS).exists() else {}
+    val_data = batchify(corpus.valid[:cfg.max_eval_tokens], cfg.eval_batch_size).to(dev)
+    for name in present:
+        start = time.perf_counter()
+        model = load_weights(run.path, name, cfg, len(corpus.dictionary), dev)
+        recorded = run.summary
+        for key in WEIGHTS[name]:
+            recorded = recorded[key]
+        measured = math.exp(evaluate(model, val_data, cfg.bptt))
+        if not math.isclose(measured, recorded, rel_tol=1e-4):
+            raise RuntimeError(f"{run.path / name}: validation perplexity {measured:.3f}, but the run recorded "
+                               f"{recorded:.3f} for these weights; they are not the run's (retrain it)")
+        entry = dict(out.get(name, {}))
+        if pointer:
+            entry["pointer"] = pointer_eval(model, corpus, cfg, dev, progress)
+        if mc:
+            entry["mc_dropout"] = mc_eval(model, corpus, cfg, dev, samples, progress)
+        entry.update(weights_sha256=hashlib.sha256((run.path / name).read_bytes()).hexdigest(),
+                     val_ppl_check=measured, seconds=round(time.perf_counter() - start, 1),
+                     **{k: v for k, v in run_metadata(dev, 0).items() if k != "params"})
+        out[name] = entry
+        atomic_write_text(run.path / EVALS, json.dumps(out, indent=2) + "\n")
+    return out

@@ -1,0 +1,106 @@
+"""The evaluations after training: the cache pointer's exact semantics and MC dropout's averaging."""
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from awd.evals import mc_perplexity, mix, pointer_probs
+
+
+def pointer_loop(states, targets, window, theta):
+    """The reference pointer.py's loop, one step at a time (every step after the first `window` has a cache)."""
+    probs = []
+    for t in range(states.size(0)):
+        if t <= window:
+            probs.append(0.0)
+            continue
+        keys, words = states[t - window:t], targets[t - window:t]
+        attn = torch.softmax(theta * keys @ states[t], dim=0)
+        probs.append(attn[words == targets[t]].sum().item())
+    return torch.tensor(probs, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("window,chunk", [(3, 2), (5, 7), (8, 1024)])
+def test_vectorized_pointer_equals_the_loop(window, chunk):
+    torch.manual_seed(0)
+    states, targets = torch.randn(40, 6), torch.randint(0, 5, (40,))
+    p, has_cache = pointer_probs(states, targets, window, theta=0.7, chunk=chunk)
+    assert torch.allclose(p, pointer_loop(states, targets, window, 0.7), atol=1e-6)
+    assert has_cache.tolist() == [t > window for t in range(40)]
+
+
+def test_pointer_on_a_hand_made_sequence():
+    """Equal states attend uniformly, so p_ptr(y_t) is the share of the window's next words equal to y_t."""
+    words = torch.tensor([1, 2, 1, 3, 1, 2, 1, 1])
+    p, has_cache = pointer_probs(torch.ones(8, 4), words, window=4, theta=1.0)
+    # step 5 (word 2) sees the next words of steps 1..4: 2, 1, 3, 1 -> one 2 of four
+    assert p[5].item() == pytest.approx(1 / 4)
+    # step 6 (word 1): 1, 3, 1, 2 -> two of four; step 7 (word 1): 3, 1, 2, 1 -> two of four
+    assert p[6].item() == pytest.approx(2 / 4) and p[7].item() == pytest.approx(2 / 4)
+    assert not has_cache[:5].any() and has_cache[5:].all()
+    # a sharp theta puts all the attention on the most similar state: here the one that was followed by 3
+    states = torch.tensor([[0.0], [0.0], [0.0], [1.0], [0.0], [1.0]])
+    p, _ = pointer_probs(states, torch.tensor([0, 0, 0, 3, 0, 3]), window=4, theta=50.0)
+    assert p[5].item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_mixture_with_the_vocabulary_distribution():
+    logp = torch.log(torch.tensor([0.5, 0.2, 0.1], dtype=torch.float64))
+    p_ptr = torch.tensor([0.0, 0.8, 1.0], dtype=torch.float64)
+    has_cache = torch.tensor([False, True, True])
+    expected = -(math.log(0.5) + math.log(0.3 * 0.8 + 0.7 * 0.2) + math.log(0.3 * 1.0 + 0.7 * 0.1)) / 3
+    assert mix(logp, p_ptr, has_cache, 0.3) == pytest.approx(expected)
+    assert mix(logp, p_ptr, has_cache, 0.0) == pytest.approx(-logp.mean().item())
+
+
+def test_mc_dropout_averages_probabilities_not_log_probabilities():
+    # two passes, two tokens: p = (0.9, 0.1) and (0.1, 0.9) for the targets
+    lp = torch.log(torch.tensor([[0.9, 0.1], [0.1, 0.9]], dtype=torch.float64))
+    assert mc_perplexity(lp, 2) == pytest.approx(1 / 0.5)            # mean probability 0.5 for both tokens
+    assert mc_perplexity(lp, 2) != pytest.approx(math.exp(-lp.mean().item()))  # the geometric mean: 3.33
+    assert mc_perplexity(lp, 1) == pytest.approx(1 / math.sqrt(0.9 * 0.1))
+
+
+DATA = os.environ.get("AWD_DATA_DIR")
+needs_data = pytest.mark.skipif(not (DATA and Path(DATA, "ptb", "train.txt").exists()),
+                                reason="set AWD_DATA_DIR to a folder holding ptb/train.txt etc. (e.g. ../shared/data)")
+
+
+@needs_data
+def test_evals_of_a_smoke_run(tmp_path):
+    """One command writes both evaluations for both sets of weights of a fine-tuned run, checked against
+    the validation perplexity the run recorded; MC dropout with every rate at 0 equals the deterministic
+    evaluation, whatever K."""
+    from awd.evals import evaluate_run
+    from awd.experiments import variant_config
+    from awd.train import train
+    run = train(variant_config("full (fine-tuned)", "smoke", 0, progress=False, epochs=2, finetune_epochs=1),
+                results_dir=tmp_path)
+    out = evaluate_run(run.path, "cpu", samples=3, progress=False)
+    assert set(out) == {"best.pt", "best-before-finetune.pt"}
+    assert json.loads((run.path / "evals.json").read_text()) == out
+    best = out["best.pt"]
+    assert best["val_ppl_check"] == pytest.approx(run.summary["best_val_ppl"])
+    ptr = best["pointer"]
+    assert len(ptr["grid"]) == 5 * 5 * 5 and ptr["val_ppl"] == min(r["val_ppl"] for r in ptr["grid"])
+    assert len(best["mc_dropout"]["val_ppl_by_samples"]) == 3
+
+    quiet = train(variant_config("no dropout", "smoke", 0, progress=False, epochs=1), results_dir=tmp_path)
+    mc = evaluate_run(quiet.path, "cpu", pointer=False, samples=3, progress=False)["best.pt"]["mc_dropout"]
+    assert mc["val_ppl_by_samples"] == pytest.approx([mc["val_ppl_deterministic"]] * 3, rel=1e-6)
+    assert mc["chosen_samples"] == 1
+
+
+@needs_data
+def test_weights_that_are_not_the_runs_are_refused(tmp_path):
+    from awd.evals import evaluate_run
+    from awd.experiments import variant_config
+    from awd.train import train
+    a = train(variant_config("full", "smoke", 0, progress=False, epochs=1), results_dir=tmp_path)
+    b = train(variant_config("full", "smoke", 1, progress=False, epochs=1), results_dir=tmp_path)
+    (a.path / "best.pt").write_bytes((b.path / "best.pt").read_bytes())
+    with pytest.raises(RuntimeError, match="not the run's"):
+        evaluate_run(a.path, "cpu", mc=False, progress=False)
