@@ -134,6 +134,117 @@ def ablation_table(runs: list[Run], baseline: str = "full", with_paper: bool = T
     return pd.DataFrame(rows).set_index("variant")
 
 
+def welch_p(a, b) -> float:
+    """Two-sided p-value of Welch's t test of equal means; NaN where a group has fewer than 2 values."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    from scipy import stats
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def paired_p(a, b) -> float:
+    """Two-sided p-value of the paired t test on the per-seed differences ``a[i] - b[i]``."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2:
+        return math.nan
+    if np.all(d == d[0]):
+        return 0.0 if d[0] != 0 else 1.0
+    from scipy import stats
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm's step-down adjustment: the family-wise error rate over all the comparisons stays at the level, with
+    no assumption about how they depend on each other (they share the baseline). NaN p-values are left out."""
+    ranked = sorted((p, k) for k, p in pvalues.items() if not math.isnan(p))
+    m, running, out = len(ranked), 0.0, {k: math.nan for k in pvalues}
+    for i, (p, k) in enumerate(ranked):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
+def shares_trajectory(a: Run, b: Run) -> bool:
+    """Whether two runs took the same first steps bit for bit (the same seed and data, and a machine that repeats
+    the other's arithmetic): then their difference cancels the seed's noise and is tested paired."""
+    first = [(r.history[0].get("train_loss"), r.history[0].get("val_loss_raw")) for r in (a, b) if r.history]
+    return a.config.seed == b.config.seed and len(first) == 2 and None not in first[0] and first[0] == first[1]
+
+
+# The paper's ablation table in its order, then the rows this book adds (all against our full model).
+TABLE_ROWS = ["full (fine-tuned)", "full", "SGD", "fixed BPTT", "no embedding dropout", "no weight decay",
+              "no AR/TAR", "full-sized embedding", "no weight drop",
+              "no tying", "untied, same sizes", "no dropout", "standard dropout", "2017 mask", "ASGD", "NT-ASGD n=5"]
+MIN_SEEDS = 3  # a row with fewer finished seeds shows its means but no interval and no verdict
+LEVEL = 0.95
+
+
+def ablation_verdicts(runs: list[Run], rows=TABLE_ROWS, baseline: str = "full") -> pd.DataFrame:
+    """Every row of the table, trained or not: means and sds over the finished seeds, the test difference to the
+    baseline with its 95% interval, and a verdict corrected for the whole table by Holm's method.
+
+    - A row whose runs share the baseline's trajectory (same first steps, see ``shares_trajectory``) is tested
+      paired by seed; otherwise with Welch's unequal-variance t test.
+    - "full (fine-tuned)" is compared with its own training stage (the same run before fine-tuning, paired): that
+      is the paper's "- fine-tuning" row, without the noise of a second run.
+    - The verdict: "worse" or "better" where the Holm-adjusted p-value is below 1 - LEVEL, otherwise "within the
+      spread" (no direction); rows with fewer than MIN_SEEDS finished seeds get none, untrained rows say so.
+    """
+    finished = [r for r in runs if r.finished and r.summary.get("status") == "finished"]
+    by_variant = {}
+    for r in finished:
+        by_variant.setdefault(variant_of(r.config), []).append(r)
+    base = {r.config.seed: r for r in by_variant.get(baseline, [])}
+    dataset = finished[0].config.dataset if finished else "ptb"
+    paper = PAPER_ABLATIONS.get(dataset, {})
+    table, pvalues = {}, {}
+    for variant in rows:
+        group = sorted(by_variant.get(variant, []), key=lambda r: r.config.seed)
+        val = [r.summary["best_val_ppl"] for r in group]
+        test = [r.summary["test_ppl"] for r in group]
+        row = {"seeds": len(group), "val ppl": np.mean(val) if val else np.nan,
+               "val sd": np.std(val, ddof=1) if len(val) > 1 else np.nan,
+               "test ppl": np.mean(test) if test else np.nan,
+               "test sd": np.std(test, ddof=1) if len(test) > 1 else np.nan}
+        compare = None
+        if variant == "full (fine-tuned)":
+            before = [r.summary["before_finetune"]["test_ppl"] for r in group]
+            compare = ("paired, its own training stage", test, before)
+        elif variant != baseline:
+            pairs = [(r, base[r.config.seed]) for r in group if r.config.seed in base]
+            if group and len(pairs) == len(group) and all(shares_trajectory(a, b) for a, b in pairs):
+                compare = ("paired by seed", test, [b.summary["test_ppl"] for _, b in pairs])
+            else:
+                compare = ("Welch", test, [r.summary["test_ppl"] for r in base.values()])
+        if compare and group:
+            kind, a, b = compare
+            paired = kind.startswith("paired")
+            d, lo, hi = (paired_ci if paired else welch_ci)(a, b, LEVEL)
+            row.update({"Δ test": d, "test": kind})
+            if len(group) >= MIN_SEEDS:
+                row.update({"CI low": lo, "CI high": hi})
+                pvalues[variant] = (paired_p if paired else welch_p)(a, b)
+        if variant in paper:
+            row.update({"paper val": paper[variant][0], "paper test": paper[variant][1]})
+            if variant != baseline:  # for the fine-tuned row too: fine-tuned minus not, as ours
+                row["paper Δ test"] = paper[variant][1] - paper["full"][1]
+        table[variant] = row
+    adjusted = holm(pvalues)
+    for variant, row in table.items():
+        if variant == baseline:
+            row["verdict"] = "baseline" if row["seeds"] else "not trained"
+        elif not row["seeds"]:
+            row["verdict"] = "not trained"
+        elif variant not in pvalues:
+            row["verdict"] = f"{row['seeds']} of {MIN_SEEDS} seeds: no verdict yet"
+        else:
+            row["p (Holm)"] = adjusted[variant]
+            row["verdict"] = ("within the spread" if not adjusted[variant] < 1 - LEVEL
+                              else "worse" if row["Δ test"] > 0 else "better")
+    return pd.DataFrame.from_dict(table, orient="index").rename_axis("variant")
+
+
 def curve_facts(history: pd.DataFrame, window: int = 5) -> pd.DataFrame:
     """What each run's curves show, one row per run: where validation perplexity was best, how much it rose
     after that (overfitting), how fast it was still falling over the last ``window`` epochs (not converged),

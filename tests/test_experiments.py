@@ -162,3 +162,45 @@ def test_listing_joins_items_as_prose():
     from awd.report import listing
     assert listing([]) == "" and listing([18]) == "18" and listing([18, 24]) == "18 and 24"
     assert listing(["a", "b", "c"]) == "a, b and c"
+
+
+def test_holm_adjusts_in_step_down_order():
+    from awd.report import holm
+    adj = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": math.nan})
+    assert adj["a"] == pytest.approx(0.03)           # 3 x 0.01
+    assert adj["c"] == pytest.approx(0.06)           # 2 x 0.03
+    assert adj["b"] == pytest.approx(0.06)           # 1 x 0.04, but never below the step before it
+    assert math.isnan(adj["d"])
+
+
+def test_verdicts_cover_every_row_and_correct_for_the_table():
+    """Untrained rows stay in the table; fewer than 3 seeds get no interval; a difference that one test alone
+    would call significant can be within the spread once the table's comparisons are corrected for."""
+    from awd.report import TABLE_ROWS, ablation_verdicts, welch_p
+    runs = [fake_run("full", s, t, t + 2) for s, t in enumerate([100.0, 102.0, 101.0])]
+    runs += [fake_run("no weight drop", s, t, t + 2) for s, t in enumerate([110.0, 111.0, 112.0])]
+    runs += [fake_run("no AR/TAR", s, t, t + 2) for s, t in enumerate([102.5, 104.5, 104.0])]
+    runs += [fake_run("no weight decay", s, t, t + 2) for s, t in enumerate([102.4, 104.5, 103.8])]
+    runs += [fake_run("fixed BPTT", s, t, t + 2) for s, t in enumerate([105.0, 104.0])]
+    table = ablation_verdicts(runs)
+    assert list(table.index) == TABLE_ROWS
+    assert table.loc["no embedding dropout", "verdict"] == "not trained"
+    assert table.loc["fixed BPTT", "verdict"].startswith("2 of 3 seeds") and math.isnan(table.loc["fixed BPTT", "CI low"])
+    assert table.loc["no weight drop", "verdict"] == "worse" and table.loc["no weight drop", "test"] == "Welch"
+    # three comparisons (fixed BPTT has too few seeds): the second smallest p doubles, the largest follows it
+    for variant, values in (("no AR/TAR", [102.5, 104.5, 104.0]), ("no weight decay", [102.4, 104.5, 103.8])):
+        assert welch_p(values, [100.0, 102.0, 101.0]) < 0.05 < table.loc[variant, "p (Holm)"]
+        assert table.loc[variant, "verdict"] == "within the spread"
+
+
+def test_fine_tuned_row_is_paired_with_its_own_training_stage():
+    from awd.report import ablation_verdicts
+    runs = [fake_run("full", s, 100.0 + s, 102.0) for s in range(3)]
+    for s, (after, before) in enumerate([(95.0, 99.0), (96.5, 100.0), (94.0, 98.0)]):
+        run = fake_run("full (fine-tuned)", s, after, after + 2)
+        run.summary["before_finetune"] = dict(test_ppl=before)
+        runs.append(run)
+    row = ablation_verdicts(runs).loc["full (fine-tuned)"]
+    assert row["test"] == "paired, its own training stage"
+    assert row["Δ test"] == pytest.approx(-11.5 / 3) and row["CI high"] < 0 and row["verdict"] == "better"
+    assert row["paper Δ test"] == pytest.approx(57.3 - 58.8)
