@@ -87,6 +87,12 @@ def pointer_probs(states: torch.Tensor, targets: torch.Tensor, window: int, thet
     return probs, has_cache
 
 
+def attention(states: torch.Tensor, t: int, window: int, theta: float) -> torch.Tensor:
+    """The pointer's attention of step t over the pairs t-window .. t-1 (for pictures; one step at a time)."""
+    keys = states[max(0, t - window):t]
+    return torch.softmax(theta * keys @ states[t], dim=0)
+
+
 def mix(logp_vocab: torch.Tensor, p_ptr: torch.Tensor, has_cache: torch.Tensor, lam: float) -> float:
     """Mean cross-entropy of p = lambda p_ptr + (1 - lambda) p_vocab (p_vocab alone where there is no cache)."""
     p = torch.where(has_cache, lam * p_ptr + (1 - lam) * logp_vocab.exp(), logp_vocab.exp())
@@ -174,7 +180,46 @@ def mc_eval(model: AWDLSTM, corpus: Corpus, cfg, device, samples: int = MC_SAMPL
 
 # --- a run's evaluations ----------------------------------------------------------------------------------
 WEIGHTS = {"best.pt": ("best_val_ppl",), BEFORE_FINETUNE: ("before_finetune", "best_val_ppl")}
+MODEL_NAMES = {"best.pt": "fine-tuned", BEFORE_FINETUNE: "full"}  # what each file of a fine-tuned run is
 EVALS = "evals.json"
+HALF = ".fp16.pt"  # the committed copy of a run's weights: half precision, a few MB
+
+
+def save_half(run_dir: str | Path, name: str = BEFORE_FINETUNE) -> Path:
+    """A half-precision copy of a run's weights, small enough to commit, so that a reader can generate text and
+    try the evaluations without training (``load_weights`` reads it back as float32)."""
+    run_dir = Path(run_dir)
+    state = torch.load(run_dir / name, map_location="cpu", weights_only=True)
+    path = run_dir / (Path(name).stem + HALF)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, path)
+    return path
+
+
+def evals_frame(runs) -> "pandas.DataFrame":
+    """One row per run and kept model with its evaluations (the runs' ``evals.json``; none where missing)."""
+    import pandas as pd
+    from .experiments import variant_of
+    rows = []
+    for run in runs:
+        path = run.path / EVALS
+        if not path.exists():
+            continue
+        for name, e in json.loads(path.read_text()).items():
+            row = dict(variant=variant_of(run.config), seed=run.config.seed,
+                       model=MODEL_NAMES.get(name, variant_of(run.config)), weights=name)
+            if "pointer" in e:
+                ptr = e["pointer"]
+                row.update({"val": ptr["val_ppl_no_cache"], "val + pointer": ptr["val_ppl"],
+                            "test": ptr["test_ppl_no_cache"], "test + pointer": ptr["test_ppl"],
+                            "window": ptr["chosen"]["window"], "theta": ptr["chosen"]["theta"],
+                            "lambda": ptr["chosen"]["lambdah"]})
+            if "mc_dropout" in e:
+                mc = e["mc_dropout"]
+                row.update({"val (dropout off)": mc["val_ppl_deterministic"], "val MC": mc["val_ppl"],
+                            "test (dropout off)": mc["test_ppl_deterministic"], "test MC": mc["test_ppl"],
+                            "K": mc["chosen_samples"]})
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def load_weights(run_dir: Path, name: str, cfg, vocab_size: int, device) -> AWDLSTM:

@@ -136,6 +136,23 @@ def variant_of(cfg: Config) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
 
 
+def stored_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb",
+                results_dir: str | Path = "results", **overrides) -> tuple[list, list[Config]]:
+    """The finished runs of each variant and seed in ``results_dir``, and the configs that have none yet.
+    Reads only: a page that shows a grid still being trained shows what is there and lists the rest."""
+    from .train import is_finished, load_run
+    runs, missing = [], []
+    for variant in variants:
+        for seed in resolve_seeds(seeds, profile):
+            cfg = variant_config(variant, profile, seed, dataset=dataset, **overrides)
+            path = Path(results_dir) / cfg.run_id()
+            if is_finished(path):
+                runs.append(load_run(path))
+            else:
+                missing.append(cfg)
+    return runs, missing
+
+
 # --- running ----------------------------------------------------------------------------------------------
 def _train_one(cfg_json: str, results_dir: str) -> str:
     from .train import train

@@ -33,6 +33,7 @@ def variant_colors() -> dict:
     # curves sit among the others (the palette's brown is too near the oranges of "no tying" and "no weight
     # drop" to tell ASGD from them), and the palette's remaining hues for the other four
     colors = [palette[i] for i in (0, 1, 2, 4, 3, 7)] + [(0.0, 0.0, 0.0)] + [palette[i] for i in (6, 9, 8, 5)]
+    colors += sns.color_palette("dark", 10)[:len(VARIANTS) - len(colors)]  # the later rows, darker hues
     return dict(zip(VARIANTS, colors))
 
 
@@ -53,6 +54,24 @@ def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb
                 f"does not train ({NO_TRAIN_ENV} is set):\n{listed}\nTrain them first (make grid "
                 f"PROFILE={profile}), or build with training allowed (tools/build_book.py --train).")
     return [train(cfg, results_dir=results_dir, retrain=retrain) for cfg in configs]
+
+
+QUICK_PROFILES = ("smoke", "lab")  # seconds and minutes a run: a page may train these itself
+
+
+def page_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir="../results",
+              retrain: bool = False, **overrides) -> tuple[list[Run], list]:
+    """What a page of the ablation table shows: the stored runs of every row of ``TABLE_ROWS`` (so that its
+    verdicts are corrected over the whole table) and the configs of its own ``variants`` still missing.
+
+    It trains the page's missing runs only at a quick profile or when asked (``retrain``), and never where
+    ``AWD_NO_TRAIN`` is set; the book's own runs (about an hour each) come from ``make grid``."""
+    from .experiments import stored_runs
+    if (profile in QUICK_PROFILES or retrain) and not os.environ.get(NO_TRAIN_ENV):
+        ensure_runs(variants, profile, seeds, dataset, results_dir, retrain=retrain, **overrides)
+    runs, _ = stored_runs(dict.fromkeys([*TABLE_ROWS, *variants]), profile, seeds, dataset, results_dir, **overrides)
+    _, missing = stored_runs(variants, profile, seeds, dataset, results_dir, **overrides)
+    return runs, missing
 
 
 def history_frame(runs: list[Run]) -> pd.DataFrame:
@@ -243,6 +262,57 @@ def ablation_verdicts(runs: list[Run], rows=TABLE_ROWS, baseline: str = "full") 
             row["verdict"] = ("within the spread" if not adjusted[variant] < 1 - LEVEL
                               else "worse" if row["Δ test"] > 0 else "better")
     return pd.DataFrame.from_dict(table, orient="index").rename_axis("variant")
+
+
+def row_sentence(table: pd.DataFrame, variant: str) -> str:
+    """One row of ``ablation_verdicts`` as a sentence: the difference, its interval and test, the verdict."""
+    row = table.loc[variant]
+    if row["verdict"] == "not trained":
+        return f"*{variant}*: not trained yet."
+    base = (f"*{variant}* ({int(row['seeds'])} seed{'s' if row['seeds'] != 1 else ''}): test perplexity "
+            f"{row['test ppl']:.1f}")
+    if "Δ test" not in row or pd.isna(row.get("Δ test")):
+        return base + "."
+    if pd.isna(row.get("CI low")):
+        return base + f", Δ test {row['Δ test']:+.1f} against the full model; no interval or verdict below 3 seeds."
+    return (base + f", Δ test {row['Δ test']:+.1f} [{row['CI low']:+.1f}, {row['CI high']:+.1f}] (95%, "
+            f"{row['test']}); Holm-adjusted p = {row['p (Holm)']:.2g} over the table: **{row['verdict']}**.")
+
+
+def missing_note(missing, results_dir="results") -> str:
+    """What a page could not show because its runs are not trained yet, and the one command that trains them."""
+    if not missing:
+        return "Every run of this page is trained."
+    by_variant = {}
+    for cfg in missing:
+        by_variant.setdefault(variant_of(cfg), []).append(cfg.seed)
+    listed = "; ".join(f"{v} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})" for v, s in by_variant.items())
+    profile = missing[0].profile
+    names = " ".join(f'"{v}"' for v in by_variant)
+    seeds = " ".join(map(str, sorted({c.seed for c in missing})))
+    return (f"{len(missing)} run{'s' if len(missing) != 1 else ''} of this page {'are' if len(missing) != 1 else 'is'} "
+            f"not trained yet: {listed}. Its rows say so. To train them (resumable; finished runs are skipped): "
+            f"`python -m awd grid --profile {profile} --variants {names} --seeds {seeds}`.")
+
+
+def row_panels(history: pd.DataFrame, rows, baseline: str = "full", y: str = "val_ppl", ncols: int = 3):
+    """One panel per row: its validation curve against the baseline's (mean and sd band over seeds); a row
+    without runs gets an empty panel that says so."""
+    import matplotlib.pyplot as plt
+    nrows = math.ceil(len(rows) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), sharey=True, squeeze=False)
+    for ax, row in zip(axes.flat, rows):
+        sub = history[history.variant.isin([baseline, row])]
+        if row in set(history.variant):
+            curves(sub, y=y, ax=ax, title=row)
+            ax.legend(fontsize=8)
+        else:
+            ax.set_title(row)
+            ax.text(0.5, 0.5, "not trained yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    for ax in list(axes.flat)[len(rows):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
 
 
 def curve_facts(history: pd.DataFrame, window: int = 5) -> pd.DataFrame:
