@@ -182,11 +182,17 @@ def run_grid(configs: list[Config], results_dir: str | Path = "results", jobs: i
     else:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_train_one, cfg.to_json(), str(results_dir)): cfg for cfg in todo}
-            for fut in as_completed(futures):
-                run_id = fut.result()
-                done.append(run_id)
-                print(f"finished {run_id} ({variant_of(futures[fut])})", flush=True)
-                write_index(results_dir)
+            try:
+                for fut in as_completed(futures):
+                    run_id = fut.result()
+                    done.append(run_id)
+                    print(f"finished {run_id} ({variant_of(futures[fut])})", flush=True)
+                    write_index(results_dir)
+            except BaseException:
+                # Ctrl-C (or a failed run) stops the grid: without this, leaving the `with` block waits for
+                # every queued run, and the workers start the next ones after the interrupted pair.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     write_index(results_dir)
     return done
 
