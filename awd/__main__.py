@@ -55,7 +55,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int)
     p.add_argument("--jobs", type=int, default=2, help="single-thread runs side by side (default 2)")
     p.add_argument("--results-dir", default="results")
-    p.add_argument("--status", action="store_true", help="print how far each run of the grid is; train nothing")
+    p.add_argument("--status", action="store_true",
+                   help="print how far each run of the grid is (and Slurm's state of its job); train nothing")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: processes on this machine (default); slurm: one Slurm job array, through submitit")
+    p.add_argument("--dry-run", action="store_true", help="print what would be trained or submitted; do nothing")
+    s = p.add_argument_group("--launcher slurm (each run is one task of the array; sbatch's names)")
+    s.add_argument("--partition")
+    s.add_argument("--time", type=int, default=240, metavar="MINUTES",
+                   help="time limit per task (default 240); a run that needs longer is requeued and resumes")
+    s.add_argument("--cpus-per-task", type=int, default=1, help="also the run's torch threads (default 1)")
+    s.add_argument("--gpus-per-task", type=int, default=0,
+                   help="GPUs per run (default 0); the trainer's device=auto uses the one Slurm gives")
+    s.add_argument("--mem", help="memory per task, e.g. 8G (default: the partition's)")
+    s.add_argument("--array-parallelism", type=int, default=256, help="at most this many runs at once")
+    s.add_argument("--max-timeouts", type=int, default=3,
+                   help="requeues of a run after its time limit (default 3; preemptions do not count)")
+    s.add_argument("--sbatch-arg", dest="sbatch_args", action="append", default=[], metavar="--KEY=VALUE",
+                   help="any other sbatch option, repeatable, e.g. --sbatch-arg=--qos=high")
+    s.add_argument("--wait", action="store_true", help="wait until every submitted run has ended")
 
     p = sub.add_parser("bench", help="tokens/s and memory of AWD-LSTM next to a plain LSTM")
     p.add_argument("--profiles", nargs="+", default=None, help="which sizes to measure (default: paper-ptb book)")
@@ -94,7 +112,7 @@ def _num(x) -> str:
 def _load_best(args):
     from .data import Corpus
     from .model import AWDLSTM
-    from .train import load_run, resolve_device
+    from .train import load_run, load_verified, resolve_device
     path = Path(args.run)
     if not path.is_dir():
         path = Path(args.results_dir) / args.run
@@ -107,7 +125,7 @@ def _load_best(args):
     device = resolve_device(args.device)
     corpus = Corpus.load(cfg.dataset, data_dir=cfg.data_dir)
     model = AWDLSTM.from_config(cfg, len(corpus.dictionary))
-    model.load_state_dict(torch.load(best, map_location=device))
+    model.load_state_dict(load_verified(best, device))  # a damaged best.pt: CorruptCheckpoint, named
     return run, corpus, model.to(device).eval(), device
 
 

@@ -6,6 +6,7 @@ row means the same thing everywhere.
 
     python -m awd grid --profile book --seeds 0 1 2            # the book's grid, resumable
     python -m awd grid --profile book --variants full "no tying" --seeds 0
+    python -m awd grid --profile paper-ptb --seeds 0 1 2 --launcher slurm --gpus-per-task 1   # awd/slurm.py
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import ast
 import csv
 import json
 import os
+import platform
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -224,7 +226,7 @@ def index_rows(results_dir: str | Path = "results") -> list[dict]:
 def write_index(results_dir: str | Path = "results") -> Path:
     """``results/index.csv``: one row per ended run (rewritten atomically from the run folders)."""
     path = Path(results_dir) / "index.csv"
-    tmp = path.with_name(f"index.csv.{os.getpid()}.tmp")
+    tmp = path.with_name(f"index.csv.{platform.node()}.{os.getpid()}.tmp")  # Slurm tasks on several nodes
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
         writer.writeheader()
@@ -234,8 +236,13 @@ def write_index(results_dir: str | Path = "results") -> Path:
 
 
 def grid_status(configs: list[Config], results_dir: str | Path = "results") -> list[dict]:
-    """Where each run of a grid stands, read from its folder: not started, running (epochs done) or done."""
+    """Where each run of a grid stands, read from its folder: not started, running (epochs done) or done; and,
+    for a run submitted to Slurm from this results folder, its job and the scheduler's state while known."""
     from .train import load_run
+    jobs = {}
+    if (Path(results_dir) / "slurm").is_dir():
+        from .slurm import scheduler_states
+        jobs = scheduler_states(Path(results_dir), [cfg.run_id() for cfg in configs])
     rows = []
     for cfg in configs:
         path = Path(results_dir) / cfg.run_id()
@@ -245,17 +252,20 @@ def grid_status(configs: list[Config], results_dir: str | Path = "results") -> l
                          status=s.get("status", "started" if started else "not started"),
                          epochs=f"{s.get('epochs_done', 0)}/{cfg.epochs}",
                          best_val_ppl=s.get("best_val_ppl"), test_ppl=s.get("test_ppl"),
-                         averaging_from=s.get("averaging_start_epoch")))
+                         averaging_from=s.get("averaging_start_epoch"),
+                         slurm=" ".join(jobs.get(cfg.run_id(), ()))))
     return rows
 
 
 def print_status(rows: list[dict]) -> None:
     fmt = "{variant:21s} {seed:>4} {status:12s} {epochs:>7s} {best:>9s} {test:>9s} {avg:>9s}  {run_id}"
+    if any(r.get("slurm") for r in rows):
+        fmt += "  {slurm}"
     print(fmt.format(variant="variant", seed="seed", status="status", epochs="epochs", best="best val",
-                     test="test", avg="avg from", run_id="run"))
+                     test="test", avg="avg from", run_id="run", slurm="slurm job and state"))
     for r in rows:
         shown = {k: "" if r[k] is None else f"{r[k]:.1f}" for k in ("best_val_ppl", "test_ppl")}
-        print(fmt.format(**r, best=shown["best_val_ppl"], test=shown["test_ppl"],
+        print(fmt.format(**{"slurm": "", **r}, best=shown["best_val_ppl"], test=shown["test_ppl"],
                          avg="" if r["averaging_from"] is None else str(r["averaging_from"])))
     done = sum(r["status"] in ("finished", "diverged") for r in rows)
     print(f"{done} of {len(rows)} runs done")
@@ -268,6 +278,22 @@ def main(args) -> int:
                for variants in stages for seed in seeds for v in variants]
     if args.status:
         print_status(grid_status(configs, args.results_dir))
+        return 0
+    if getattr(args, "launcher", "local") == "slurm":
+        from .slurm import SlurmOptions, submit_grid
+        options = SlurmOptions(partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task,
+                               gpus_per_task=args.gpus_per_task, mem=args.mem,
+                               array_parallelism=args.array_parallelism, max_timeouts=args.max_timeouts,
+                               sbatch_args=args.sbatch_args)
+        submit_grid(configs, args.results_dir, options, dry_run=args.dry_run, wait=args.wait)
+        return 0
+    if getattr(args, "dry_run", False):
+        from .train import is_finished
+        todo = [c for c in configs if not is_finished(Path(args.results_dir) / c.run_id())]
+        print(f"{len(configs) - len(todo)} of {len(configs)} runs already finished; would train {len(todo)}, "
+              f"{args.jobs} side by side:")
+        for cfg in todo:
+            print(f"  {cfg.run_id()} ({variant_of(cfg)}, seed {cfg.seed})")
         return 0
     run_grid(configs, args.results_dir, jobs=args.jobs)
     print(f"index: {Path(args.results_dir) / 'index.csv'}")

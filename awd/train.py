@@ -11,11 +11,17 @@ Every run lives in ``results/<run id>/``: ``config.json``, ``history.csv`` (a ro
 ``summary.json`` and, not committed, ``checkpoint.pt`` (every epoch) and ``best.pt``. All are written
 atomically, so an interrupted run resumes from its last epoch and never leaves a half-written file, and
 ``best.pt`` always holds the weights of the best epoch that the last checkpoint records.
+
+Weights and checkpoints are written behind a sha256 digest of their bytes, and a resume verifies it: a
+damaged or truncated file is reported by name and never loaded. The previous epoch's checkpoint and best
+weights are kept (``checkpoint-previous.pt``, ``best-previous.pt``), so that such a run goes on from the
+last state that verifies, or from scratch when none does.
 """
 from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import io
 import json
 import math
@@ -142,19 +148,17 @@ def _train(cfg: Config, run_dir: Path) -> Run:
     state = dict(epoch=0, phase="train", history=[], best_val=math.inf, best_epoch=None,
                  avg_start_epoch=1 if cfg.optimizer == "asgd" else None, wall_time=0.0, status="running")
     opt = make_optimizer(model, cfg, "train")
-    ckpt_path = run_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    # One line per epoch always; with progress off (the grid's side-by-side jobs) each line names its run.
+    say = _printer("" if cfg.progress else f"[{cfg.run_id()}] ")
+    ckpt = resume_point(run_dir, device, say)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt = make_optimizer(model, cfg, ckpt["state"]["phase"])
         opt.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
-    _settle_best(run_dir, state)
 
     n_params = count_parameters(model)
     meta = run_metadata(device, n_params)
-    # One line per epoch always; with progress off (the grid's side-by-side jobs) each line names its run.
-    say = _printer("" if cfg.progress else f"[{cfg.run_id()}] ")
     say(f"run {cfg.run_id()}: {n_params:,} parameters on {meta['device_name']}"
         + (f", resuming after epoch {state['epoch']}" if state["epoch"] else ""))
     # the thread count a run starts with (older checkpoints did not record it: assume the current one)
@@ -175,9 +179,9 @@ def _train(cfg: Config, run_dir: Path) -> Run:
             if state["phase"] == "train" and state["epoch"] >= cfg.epochs:
                 # Fine-tuning (reference finetune.py): ASGD from the best weights, averaging from the start.
                 # Those weights are also the model without fine-tuning: kept, for evaluations of both.
-                atomic_copy(run_dir / "best.pt", run_dir / BEFORE_FINETUNE)
+                atomic_copy(run_dir / BEST, run_dir / BEFORE_FINETUNE)  # the copy keeps best.pt's digest
                 state["before_finetune"] = dict(best_epoch=state["best_epoch"], best_val=state["best_val"])
-                model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device))
+                model.load_state_dict(load_verified(run_dir / BEST, device, say=say))
                 state["phase"] = "finetune"
                 opt = make_optimizer(model, cfg, "finetune")
             epoch = state["epoch"] + 1
@@ -193,8 +197,9 @@ def _train(cfg: Config, run_dir: Path) -> Run:
                 val = evaluate(model, val_data, cfg.bptt) if averaged else val_raw
                 if math.isfinite(val) and val < state["best_val"]:
                     state["best_val"], state["best_epoch"] = val, epoch
-                    # best.pt changes only once the checkpoint that names this epoch the best is written
-                    atomic_torch_save(model.state_dict(), _pending_best(run_dir, epoch))
+                    # best.pt changes only once the checkpoint that names this epoch the best (by its
+                    # digest) is written
+                    state["best_sha256"] = atomic_torch_save(model.state_dict(), _pending_best(run_dir, epoch))
             if state["phase"] == "train":
                 if opt.observe(val):
                     state["avg_start_epoch"] = epoch + 1  # averaging acts from the next epoch's first step
@@ -216,22 +221,22 @@ def _train(cfg: Config, run_dir: Path) -> Run:
             if not (math.isfinite(train_loss) and math.isfinite(val)):
                 state["status"] = "diverged"
                 say(f"loss is not finite at epoch {epoch}: the run is recorded as diverged")
-            atomic_torch_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state), ckpt_path)
+            save_checkpoint(run_dir, dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state))
             _settle_best(run_dir, state)
             write_records()
         if state["status"] == "running":
-            model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device))
+            model.load_state_dict(load_verified(run_dir / BEST, device, say=say))
             state["test_loss"] = evaluate(model, test_data, cfg.bptt)
             if "before_finetune" in state:  # the same run without fine-tuning: the paper's "- fine-tuning" row
                 before = AWDLSTM.from_config(cfg, len(corpus.dictionary)).to(device)
-                before.load_state_dict(torch.load(run_dir / BEFORE_FINETUNE, map_location=device))
+                before.load_state_dict(load_verified(run_dir / BEFORE_FINETUNE, device, say=say))
                 state["before_finetune"]["test_loss"] = evaluate(before, test_data, cfg.bptt)
             state["status"] = "finished"
             say(f"best valid ppl {_ppl(state['best_val']):.2f} (epoch {state['best_epoch']}), "
                 f"test ppl {_ppl(state['test_loss']):.2f}")
         write_records()
-        atomic_torch_save(dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state), ckpt_path)
-    except KeyboardInterrupt:
+        save_checkpoint(run_dir, dict(model=model.state_dict(), optimizer=opt.state_dict(), state=state))
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: e.g. Slurm's preemption signal, through submitit
         state["status"] = "interrupted"  # the checkpoint of the last whole epoch stays as it was
         write_records()
         state["status"] = "running"
@@ -305,6 +310,8 @@ def _parse_cell(v: str):
 
 
 LOCK = "lock"
+CHECKPOINT, CHECKPOINT_PREVIOUS = "checkpoint.pt", "checkpoint-previous.pt"
+BEST, BEST_PREVIOUS = "best.pt", "best-previous.pt"
 BEFORE_FINETUNE = "best-before-finetune.pt"  # a fine-tuned run's best weights of its training stage
 
 
@@ -314,14 +321,86 @@ def _pending_best(run_dir: Path, epoch: int) -> Path:
 
 def _settle_best(run_dir: Path, state: dict):
     """Make ``best.pt`` agree with the last checkpoint. An epoch's better weights wait in a pending file until
-    the checkpoint that records them is written: promoted then, or, when the run was cut off in between (the
+    the checkpoint that records them is written: promoted then (the weights they replace kept as
+    ``best-previous.pt``, which the previous checkpoint names), or, when the run was cut off in between (the
     checkpoint still names an earlier best epoch), deleted, since the resumed run repeats that epoch."""
     for pending in run_dir.glob("best-pending-epoch*.pt"):
         epoch = int(pending.stem[len("best-pending-epoch"):])
         if epoch == state["best_epoch"] == state["epoch"]:
-            os.replace(pending, run_dir / "best.pt")
+            if (run_dir / BEST).exists():
+                os.replace(run_dir / BEST, run_dir / BEST_PREVIOUS)
+            os.replace(pending, run_dir / BEST)
         else:
             pending.unlink()
+
+
+def save_checkpoint(run_dir: Path, ckpt: dict) -> None:
+    """Write the epoch's checkpoint; the one it replaces stays as ``checkpoint-previous.pt``, the state to go
+    back to should this one be found damaged. (Cut off between the two steps, a run finds only the previous
+    one, and resumes from it.)"""
+    written = run_dir / f"{CHECKPOINT}.{os.getpid()}.next"
+    atomic_torch_save(ckpt, written)
+    if (run_dir / CHECKPOINT).exists():
+        os.replace(run_dir / CHECKPOINT, run_dir / CHECKPOINT_PREVIOUS)
+    os.replace(written, run_dir / CHECKPOINT)
+
+
+def resume_point(run_dir: Path, device, say=print) -> dict | None:
+    """The newest checkpoint of ``run_dir`` that verifies and whose best weights are there intact; None when
+    there is none (a new run, or one whose every checkpoint is damaged: it starts from scratch). A damaged
+    file is reported by name and set aside as ``NAME.corrupt``, so that it is never tried again."""
+    tried = []
+    for name in (CHECKPOINT, CHECKPOINT_PREVIOUS):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        tried.append(name)
+        try:
+            ckpt = load_verified(path, device, say=say)
+        except CorruptCheckpoint as e:
+            say(f"{e}: set aside as {_set_aside(path).name}")
+            continue
+        _settle_best(run_dir, ckpt["state"])
+        if _restore_best(run_dir, ckpt["state"], say):
+            if name != CHECKPOINT:
+                say(f"resuming from {name} (epoch {ckpt['state']['epoch']}), the last state that verifies")
+            return ckpt
+        say(f"{name}: the best weights it names (epoch {ckpt['state']['best_epoch']}) are not intact "
+            f"in {BEST} or {BEST_PREVIOUS}")
+    if tried:
+        say(f"no checkpoint of {run_dir.name} verifies ({', '.join(tried)}): training it from scratch")
+        for name in (BEST, BEST_PREVIOUS):
+            (run_dir / name).unlink(missing_ok=True)  # they belong to a state that is gone
+    return None
+
+
+def _restore_best(run_dir: Path, state: dict, say) -> bool:
+    """Whether the best weights that checkpoint ``state`` names are at hand: ``best.pt``, or ``best-previous.pt``
+    (moved back to ``best.pt``) when the checkpoint is the previous one. A checkpoint from before digests names
+    no digest: its ``best.pt`` is taken as it is."""
+    want = state.get("best_sha256")
+    if state["best_epoch"] is None or want is None:
+        return state["best_epoch"] is None or (run_dir / BEST).exists()
+    for name in (BEST, BEST_PREVIOUS):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            digest = read_verified(path)[1]
+        except CorruptCheckpoint as e:
+            say(f"{e}: set aside as {_set_aside(path).name}")
+            continue
+        if digest == want:
+            if name != BEST:
+                os.replace(path, run_dir / BEST)
+            return True
+    return False
+
+
+def _set_aside(path: Path) -> Path:
+    aside = path.with_name(path.name + ".corrupt")
+    os.replace(path, aside)
+    return aside
 
 
 @contextmanager
@@ -331,7 +410,7 @@ def run_lock(run_dir: Path):
     when its holder exits, however it exits, so a killed run never leaves a stale lock behind."""
     with open(run_dir / LOCK, "a+") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock(f, run_dir, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             print(f"{run_dir.name}: another process (pid {f.read().strip() or '?'}) is training this run; "
@@ -339,12 +418,37 @@ def run_lock(run_dir: Path):
             fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         f.truncate()
-        f.write(str(os.getpid()))
+        f.write(f"{os.getpid()} on {platform.node()}")  # on a cluster the pid alone does not say where
         f.flush()
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """Who holds ``run_dir``'s lock (what its holder wrote: pid and host), or None when nobody does."""
+    if not (run_dir / LOCK).exists():
+        return None
+    with open(run_dir / LOCK, "a+") as f:
+        try:
+            _flock(f, run_dir, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            return f"pid {f.read().strip() or '?'}"
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+
+def _flock(f, run_dir: Path, flags: int) -> None:
+    try:
+        fcntl.flock(f, flags)
+    except BlockingIOError:
+        raise
+    except OSError as e:  # e.g. ENOLCK: an NFS mount without its lock manager
+        raise RuntimeError(f"{run_dir / LOCK}: this file system cannot lock files ({e.strerror}), so two "
+                           f"processes could train the run at once; keep results on a file system with "
+                           f"POSIX locks shared by every node (see awd/slurm.py)") from e
 
 
 def _acc_dtype(data: torch.Tensor) -> torch.dtype:
@@ -390,13 +494,59 @@ def atomic_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def atomic_torch_save(obj, path: Path) -> None:
+# A weights or checkpoint file: this header, the sha256 of the rest in hex, a newline, then torch.save's bytes.
+DIGEST_HEADER = b"awd-sha256 "
+_HEADER_LEN = len(DIGEST_HEADER) + 64 + 1
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A weights or checkpoint file whose bytes are not the ones it was written with: never loaded."""
+
+
+def atomic_torch_save(obj, path: Path) -> str:
+    """``torch.save`` to ``path`` atomically, behind a digest of the bytes (see ``read_verified``); returns the
+    digest. The digest covers every byte after the header, so a flipped or missing byte anywhere is found."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    payload = buf.getvalue()
+    digest = hashlib.sha256(payload).hexdigest()
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        torch.save(obj, f)
+        f.write(DIGEST_HEADER + digest.encode() + b"\n")
+        f.write(payload)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    return digest
+
+
+def read_verified(path: Path) -> tuple[bytes, str | None]:
+    """The torch bytes of a file that ``atomic_torch_save`` wrote, and their digest, checked; raises
+    ``CorruptCheckpoint`` naming the file when they do not match. A file from before digests (a plain torch
+    file) cannot be checked: its digest is None."""
+    data = Path(path).read_bytes()
+    if not data.startswith(DIGEST_HEADER):
+        if data.startswith(b"PK"):  # torch.save's zip format, written before digests
+            return data, None
+        raise CorruptCheckpoint(f"{path} is corrupted: it starts with neither a digest nor a torch file")
+    digest, payload = data[len(DIGEST_HEADER):_HEADER_LEN - 1].decode("ascii", "replace"), data[_HEADER_LEN:]
+    if data[_HEADER_LEN - 1:_HEADER_LEN] != b"\n" or hashlib.sha256(payload).hexdigest() != digest:
+        raise CorruptCheckpoint(f"{path} is corrupted or truncated: its bytes do not match the sha256 digest "
+                                f"it was written with")
+    return payload, digest
+
+
+def load_verified(path: Path, map_location=None, say=None):
+    """``torch.load`` of a verified file (``weights_only=True``: tensors and plain values, no code). A file from
+    before digests is loaded with a note that it could not be verified."""
+    payload, digest = read_verified(path)
+    if digest is None:
+        (say or _printer(""))(f"note: {path} has no digest (written before digests were added), "
+                              f"so it could not be verified")
+    try:
+        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as e:  # a damaged file from before digests, cut short or garbled
+        raise CorruptCheckpoint(f"{path} is corrupted or truncated: {e}") from e
 
 
 def write_history(path: Path, history: list[dict]) -> None:
