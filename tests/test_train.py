@@ -100,7 +100,7 @@ def test_best_weights_never_run_ahead_of_the_checkpoint(tmp_path, monkeypatch):
     real_save, checkpoints = T.atomic_torch_save, []
 
     def killed_writing_the_second_checkpoint(obj, path):
-        if path.name == "checkpoint.pt":
+        if path.name.startswith("checkpoint.pt"):
             checkpoints.append(1)
             if len(checkpoints) == 2:
                 raise KeyboardInterrupt
@@ -110,9 +110,9 @@ def test_best_weights_never_run_ahead_of_the_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         T.train(smoke(), results_dir=tmp_path)
     run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
-    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    ckpt = T.load_verified(run_dir / "checkpoint.pt")
     assert ckpt["state"]["epoch"] == ckpt["state"]["best_epoch"] == 1
-    best = torch.load(run_dir / "best.pt")
+    best = T.load_verified(run_dir / "best.pt")
     assert all(torch.equal(best[k], ckpt["model"][k]) for k in best), "best.pt holds epoch 2, which no record has"
     monkeypatch.setattr(T, "atomic_torch_save", real_save)
     resumed = T.train(smoke(), results_dir=tmp_path)
@@ -168,6 +168,7 @@ def test_finetune_stage_runs_asgd_from_the_best_weights(tmp_path):
     phases = [h["phase"] for h in run.history]
     assert phases[:2] == ["train", "train"] and set(phases[2:]) == {"finetune"} and len(phases) >= 3
     assert all(h["averaging"] for h in run.history if h["phase"] == "finetune")
+    assert T.read_verified(run.path / T.BEFORE_FINETUNE)[1] is not None, "the weights before fine-tuning have a digest"
 
 
 def test_cli_bad_input_fails_before_training_with_a_clear_message(tmp_path):
@@ -229,3 +230,96 @@ def test_missing_data_leaves_no_run_folder(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         T.train(cfg.replace(), results_dir=tmp_path / "results")
     assert not (tmp_path / "results" / cfg.run_id()).exists()
+
+
+# --- checkpoint integrity ----------------------------------------------------------------------------------
+def flip_bytes(path, count=20):
+    """Flip ``count`` bytes spread over the file, as a bad disk or a bad copy might."""
+    data = bytearray(path.read_bytes())
+    for i in range(count):
+        data[len(data) // 2 + i * 97 % (len(data) // 2)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def same_losses(a, b):
+    assert [h["epoch"] for h in a.history] == [h["epoch"] for h in b.history]
+    for x, y in zip(a.history, b.history):
+        for col in LOSS_COLUMNS:
+            assert x[col] == pytest.approx(y[col], rel=1e-9, abs=1e-12), (x["epoch"], col)
+    assert a.summary["test_ppl"] == pytest.approx(b.summary["test_ppl"], rel=1e-9)
+
+
+def test_a_flipped_or_missing_byte_anywhere_is_found(tmp_path):
+    import torch
+    path = tmp_path / "w.pt"
+    digest = T.atomic_torch_save({"w": torch.arange(100.0)}, path)
+    good = path.read_bytes()
+    assert good.startswith(b"awd-sha256 " + digest.encode()) and T.load_verified(path)["w"].sum() == 4950
+    for pos in (0, 5, 40, len(good) // 2, len(good) - 1):
+        path.write_bytes(good[:pos] + bytes([good[pos] ^ 1]) + good[pos + 1:])
+        with pytest.raises(T.CorruptCheckpoint, match="w.pt is corrupted"):
+            T.load_verified(path)
+    path.write_bytes(good[:-10])
+    with pytest.raises(T.CorruptCheckpoint, match="truncated"):
+        T.load_verified(path)
+
+
+def test_a_corrupted_checkpoint_is_named_and_the_run_goes_on_from_the_previous_epoch(finished, tmp_path,
+                                                                                     monkeypatch, capsys):
+    run, _ = finished
+    interrupted_in_epoch(3, smoke(), tmp_path, monkeypatch)  # checkpoint.pt: epoch 2; checkpoint-previous.pt: 1
+    run_dir = tmp_path / run.id
+    flip_bytes(run_dir / "checkpoint.pt")
+    capsys.readouterr()
+    resumed = T.train(smoke(), results_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert f"{run_dir / 'checkpoint.pt'} is corrupted" in err and "set aside as checkpoint.pt.corrupt" in err
+    assert "resuming from checkpoint-previous.pt (epoch 1)" in err
+    same_losses(resumed, run)
+
+
+def test_with_no_checkpoint_that_verifies_the_run_starts_from_scratch(finished, tmp_path, monkeypatch, capsys):
+    run, _ = finished
+    interrupted_in_epoch(3, smoke(), tmp_path, monkeypatch)
+    run_dir = tmp_path / run.id
+    for name in ("checkpoint.pt", "checkpoint-previous.pt"):
+        (run_dir / name).write_bytes((run_dir / name).read_bytes()[:1000])  # truncated
+    capsys.readouterr()
+    resumed = T.train(smoke(), results_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert "checkpoint-previous.pt is corrupted or truncated" in err and "training it from scratch" in err
+    assert "resuming" not in err
+    same_losses(resumed, run)
+
+
+def test_damaged_best_weights_send_the_run_back_to_the_checkpoint_they_match(finished, tmp_path, monkeypatch,
+                                                                            capsys):
+    run, _ = finished
+    interrupted_in_epoch(3, smoke(), tmp_path, monkeypatch)
+    run_dir = tmp_path / run.id
+    flip_bytes(run_dir / "best.pt")  # the best of epoch 2; best-previous.pt (epoch 1) is intact
+    capsys.readouterr()
+    resumed = T.train(smoke(), results_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert "best.pt is corrupted" in err and "resuming from checkpoint-previous.pt (epoch 1)" in err
+    same_losses(resumed, run)
+
+
+def test_a_checkpoint_from_before_digests_resumes_with_a_note(finished, tmp_path, monkeypatch, capsys):
+    import torch
+    run, _ = finished
+    interrupted_in_epoch(3, smoke(), tmp_path, monkeypatch)
+    run_dir = tmp_path / run.id
+    ckpt = T.load_verified(run_dir / "checkpoint.pt")  # rewritten as the trainer wrote it before digests
+    del ckpt["state"]["best_sha256"]
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    torch.save(T.load_verified(run_dir / "best.pt"), run_dir / "best.pt")
+    for name in ("checkpoint-previous.pt", "best-previous.pt"):
+        (run_dir / name).unlink()
+    capsys.readouterr()
+    resumed = T.train(smoke(), results_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert "checkpoint.pt has no digest (written before digests were added), so it could not be verified" in err
+    assert "resuming after epoch 2" in err
+    same_losses(resumed, run)
+    assert T.read_verified(run_dir / "checkpoint.pt")[1] is not None, "written with a digest from then on"
