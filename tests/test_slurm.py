@@ -53,7 +53,11 @@ def test_dry_run_prints_the_array_and_submits_nothing(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_without_sbatch_nothing_is_submitted_and_the_error_says_why(tmp_path, monkeypatch):
+def test_without_submitit_or_sbatch_nothing_is_submitted_and_the_error_says_why(tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "submitit", None)  # as if it were not installed
+        with pytest.raises(ConfigError, match="needs submitit.*pip install submitit"):
+            S.submit_grid([smoke()], tmp_path, S.SlurmOptions())
     monkeypatch.setattr(S.shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match="sbatch is not on PATH.*--launcher local"):
         S.submit_grid([smoke()], tmp_path, S.SlurmOptions())

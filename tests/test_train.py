@@ -323,3 +323,14 @@ def test_a_checkpoint_from_before_digests_resumes_with_a_note(finished, tmp_path
     assert "resuming after epoch 2" in err
     same_losses(resumed, run)
     assert T.read_verified(run_dir / "checkpoint.pt")[1] is not None, "written with a digest from then on"
+
+
+def test_a_file_system_without_locks_stops_the_run_with_the_reason(tmp_path, monkeypatch):
+    import errno
+
+    def no_locks(f, flags):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(T.fcntl, "flock", no_locks)
+    with pytest.raises(RuntimeError, match="cannot lock files .No locks available.*POSIX locks"):
+        T.train(smoke(epochs=1), results_dir=tmp_path)
