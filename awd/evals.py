@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from .data import Corpus, batchify, bptt_batches
 from .model import AWDLSTM
-from .train import BEFORE_FINETUNE, atomic_write_text, evaluate, load_run, resolve_device, run_metadata
+from .train import (BEFORE_FINETUNE, atomic_write_text, evaluate, load_run, load_verified, resolve_device,
+                    run_metadata)
 
 # The validation grid of the pointer. It holds the reference README's PTB settings (window 500, theta 1.0,
 # lambda 0.1) and the paper's window (2000); theta reaches below 1 because our hidden states are smaller.
@@ -225,7 +226,7 @@ def evals_frame(runs) -> "pandas.DataFrame":
 def load_weights(run_dir: Path, name: str, cfg, vocab_size: int, device) -> AWDLSTM:
     model = AWDLSTM.from_config(cfg, vocab_size)
     model.load_state_dict({k: v.float() for k, v in
-                           torch.load(run_dir / name, map_location=device, weights_only=True).items()})
+                           load_verified(run_dir / name, device).items()})  # digest checked
     return model.to(device).eval()
 
 
