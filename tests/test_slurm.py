@@ -22,7 +22,7 @@ S = importlib.import_module("awd.slurm")
 T = importlib.import_module("awd.train")
 pytestmark = pytest.mark.usefixtures("data_dir")
 
-EPOCHS = 4
+EPOCHS = 3  # the smoke profile's own: `grid --profile smoke` as the README would run it
 WALL_CLOCK = ("seconds", "tokens_per_s")  # the only columns a run on another process may change
 
 
