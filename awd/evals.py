@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 from .data import Corpus, batchify, bptt_batches
 from .model import AWDLSTM
-from .train import (BEFORE_FINETUNE, atomic_write_text, evaluate, load_run, load_verified, resolve_device,
-                    run_metadata)
+from .train import (BEFORE_FINETUNE, atomic_torch_save, atomic_write_text, evaluate, load_run, load_verified,
+                    resolve_device, run_metadata)
 
 # The validation grid of the pointer. It holds the reference README's PTB settings (window 500, theta 1.0,
 # lambda 0.1) and the paper's window (2000); theta reaches below 1 because our hidden states are smaller.
@@ -190,9 +190,9 @@ def save_half(run_dir: str | Path, name: str = BEFORE_FINETUNE) -> Path:
     """A half-precision copy of a run's weights, small enough to commit, so that a reader can generate text and
     try the evaluations without training (``load_weights`` reads it back as float32)."""
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / name, map_location="cpu", weights_only=True)
+    state = load_verified(run_dir / name, "cpu")
     path = run_dir / (Path(name).stem + HALF)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, path)
+    atomic_torch_save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, path)  # digest too
     return path
 
 
