@@ -2,7 +2,7 @@
 
 The chapters call these and nothing else, so every figure and number on a page comes from stored runs:
 
-    runs = ensure_runs(["full", "no tying"], profile="book", seeds=[0, 1, 2])   # trains only what is missing
+    runs = ensure_runs(["full", "no tying"], profile="book", seeds=[0, 1, 2])   # reads the committed runs
     curves(history_frame(runs))                                                  # mean and band over seeds
     ablation_table(runs)                                                         # mean, sd, delta and 95% CI
 """
@@ -18,8 +18,7 @@ import pandas as pd
 from .experiments import PAPER_ABLATIONS, VARIANTS, resolve_seeds, variant_config, variant_of
 from .train import Run, is_finished, train
 
-# Set by tools/build_book.py: a reader's build of the book shows the committed runs and never starts hours
-# of training because one is missing.
+# Set by tools/build_book.py: the book's build shows the committed runs and trains nothing, at any profile.
 NO_TRAIN_ENV = "AWD_NO_TRAIN"
 
 PALETTE = "colorblind"
@@ -37,38 +36,86 @@ def variant_colors() -> dict:
     return dict(zip(VARIANTS, colors))
 
 
-def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir="../results",
-                retrain: bool = False, **overrides) -> list[Run]:
-    """The runs of each variant and seed: read from ``results_dir`` when stored, trained when missing.
+# Profiles whose runs take seconds or minutes: a chapter trains a missing one without being asked.
+TRAINS_ON_ITS_OWN = ("smoke", "lab")
 
-    With ``AWD_NO_TRAIN`` set in the environment, a missing or unfinished run is an error that lists them all.
+
+def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir=None,
+                retrain: bool = False, train_missing: bool = False, **overrides) -> list[Run]:
+    """The runs of each variant and seed, read from ``results_dir`` (default: `awd.book.results_dir`, the
+    committed runs).
+
+    A missing run is trained only at a profile of `TRAINS_ON_ITS_OWN`, or when asked (``train_missing``, or
+    ``retrain``, which trains every run anew). Otherwise the chapter stops with the list of missing runs, the
+    command that trains them and the time it takes: a reader never starts hours of training unawares. With
+    ``AWD_NO_TRAIN`` set (the book's build), nothing trains at any profile.
     """
+    from .book import results_dir as committed
+    results_dir = Path(results_dir) if results_dir else committed()
     configs = [variant_config(variant, profile, seed, dataset=dataset, **overrides)
                for variant in variants for seed in resolve_seeds(seeds, profile)]
-    if os.environ.get(NO_TRAIN_ENV):
-        missing = [cfg for cfg in configs if retrain or not is_finished(Path(results_dir) / cfg.run_id())]
-        if missing:
-            listed = "\n".join(f"  {variant_of(c)!r} seed {c.seed}: {Path(results_dir) / c.run_id()}" for c in missing)
-            raise RuntimeError(
-                f"{len(missing)} run(s) of profile {profile!r} are not finished in {results_dir}, and this build "
-                f"does not train ({NO_TRAIN_ENV} is set):\n{listed}\nTrain them first (make grid "
-                f"PROFILE={profile}), or build with training allowed (tools/build_book.py --train).")
+    missing = [cfg for cfg in configs if retrain or not is_finished(results_dir / cfg.run_id())]
+    allowed = (retrain or train_missing or profile in TRAINS_ON_ITS_OWN) and not os.environ.get(NO_TRAIN_ENV)
+    if missing and not allowed:
+        raise MissingRuns(missing, results_dir, overrides)
     return [train(cfg, results_dir=results_dir, retrain=retrain) for cfg in configs]
 
 
-QUICK_PROFILES = ("smoke", "lab")  # seconds and minutes a run: a page may train these itself
+class MissingRuns(RuntimeError):
+    """Runs a chapter needs that are not in the results folder, with the one command that trains them."""
+
+    def __init__(self, missing, results_dir: Path, overrides: dict):
+        self.missing = missing
+        profile, dataset = missing[0].profile, missing[0].dataset
+        listed = "\n".join(f"  {variant_of(c)!r} seed {c.seed}: {results_dir / c.run_id()}" for c in missing)
+        todo = list(dict.fromkeys(variant_of(c) for c in missing))
+        cmd = (f"python -m awd grid --profile {profile}" + (f" --dataset {dataset}" if dataset != "ptb" else "")
+               + " --variants " + " ".join(f'"{v}"' if " " in v else v for v in todo)
+               + " --seeds " + " ".join(str(s) for s in sorted({c.seed for c in missing}))
+               + (f" --epochs {overrides['epochs']}" if overrides.get("epochs") else "")
+               + f" --results-dir {results_dir}")
+        minutes = _minutes_per_run(results_dir, profile, dataset)
+        cost = (f"about {minutes:.0f} minutes of one core per run (the mean of this profile's stored runs), "
+                f"{len(missing)} run(s), two side by side" if minutes else
+                "no stored run of this profile to time it by")
+        why = (f"{NO_TRAIN_ENV} is set (the book's build trains nothing)" if os.environ.get(NO_TRAIN_ENV) else
+               f"profile {profile!r} trains only when asked")
+        super().__init__(
+            f"{len(missing)} run(s) of profile {profile!r} are not finished in {results_dir}, and {why}:\n"
+            f"{listed}\nTrain them ({cost}) with:\n  {cmd}\n"
+            "or set the chapter's parameter train_missing = True (papermill: -p train_missing True; "
+            "the book: tools/build_book.py --train).")
 
 
-def page_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir="../results",
-              retrain: bool = False, **overrides) -> tuple[list[Run], list]:
+def _minutes_per_run(results_dir: Path, profile: str, dataset: str) -> float | None:
+    """Mean wall time of the finished runs of a profile under ``results_dir``, in minutes (None if there are none)."""
+    import json
+    times = []
+    for path in Path(results_dir).glob("*/summary.json"):
+        s = json.loads(path.read_text())
+        cfg = json.loads(path.with_name("config.json").read_text()) if path.with_name("config.json").exists() else {}
+        if s.get("status") == "finished" and cfg.get("profile") == profile and cfg.get("dataset") == dataset:
+            times.append(s.get("wall_time_s") or 0)
+    return sum(times) / len(times) / 60 if times else None
+
+
+QUICK_PROFILES = TRAINS_ON_ITS_OWN  # seconds and minutes a run: a page may train these itself
+
+
+def page_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir=None,
+              retrain: bool = False, train_missing: bool = False, **overrides) -> tuple[list[Run], list]:
     """What a page of the ablation table shows: the stored runs of every row of ``TABLE_ROWS`` (so that its
     verdicts are corrected over the whole table) and the configs of its own ``variants`` still missing.
 
-    It trains the page's missing runs only at a quick profile or when asked (``retrain``), and never where
-    ``AWD_NO_TRAIN`` is set; the book's own runs (about an hour each) come from ``make grid``."""
+    It trains the page's missing runs only at a quick profile or when asked (``retrain``, ``train_missing``),
+    and never where ``AWD_NO_TRAIN`` is set; the book's own runs (about an hour each) come from ``make grid``.
+    ``results_dir`` None: the committed runs (`awd.book.results_dir`)."""
+    from .book import results_dir as committed
     from .experiments import stored_runs
-    if (profile in QUICK_PROFILES or retrain) and not os.environ.get(NO_TRAIN_ENV):
-        ensure_runs(variants, profile, seeds, dataset, results_dir, retrain=retrain, **overrides)
+    results_dir = Path(results_dir) if results_dir else committed()
+    if (profile in QUICK_PROFILES or retrain or train_missing) and not os.environ.get(NO_TRAIN_ENV):
+        ensure_runs(variants, profile, seeds, dataset, results_dir, retrain=retrain, train_missing=True,
+                    **overrides)
     runs, _ = stored_runs(dict.fromkeys([*TABLE_ROWS, *variants]), profile, seeds, dataset, results_dir, **overrides)
     _, missing = stored_runs(variants, profile, seeds, dataset, results_dir, **overrides)
     return runs, missing

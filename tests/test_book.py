@@ -28,10 +28,11 @@ HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 sys.path.insert(0, str(ROOT / "tools"))
 
+import bookfiles  # noqa: E402
 import build_book  # noqa: E402
 import check_html  # noqa: E402
 
-CHAPTERS = build_book.chapter_names()
+CHAPTERS = bookfiles.chapter_names()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -96,6 +97,28 @@ def test_notebook_is_valid_nbformat(name):
     if (nb.nbformat, nb.nbformat_minor) >= (4, 5):
         ids = [cell.get("id") for cell in nb.cells]
         assert None not in ids and len(set(ids)) == len(ids), f"{name}: missing or repeated cell ids"
+
+
+def test_tools_share_their_names_through_one_module():
+    """check_html reads the TOC through bookfiles, not through build_book (which runs check_html)."""
+    import ast
+
+    tree = ast.parse((ROOT / "tools" / "check_html.py").read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "build_book" not in modules and "bookfiles" in modules
+    assert build_book.toc_files is bookfiles.toc_files and check_html.toc_files is bookfiles.toc_files
+
+
+def test_every_chapter_carries_the_setup_cell_of_the_configured_repository(tmp_path):
+    """The setup cell follows the parameters in every chapter and names _config.yml's repository: change the
+    URL there, and the chapters no longer match until `tools/build_book.py --write-setup`."""
+    assert build_book.setup_problems(CHAPTERS) == []
+    url, branch = bookfiles.repository()
+    assert f'"git+{url}@{branch}"' in bookfiles.setup_source()
+    moved = tmp_path / "_config.yml"
+    moved.write_text(bookfiles.CONFIG.read_text().replace(url, "https://example.org/fork/awd"))
+    assert '"git+https://example.org/fork/awd@main"' in bookfiles.setup_source(moved)
 
 
 def test_toc_lists_chapters_with_source_notebooks():
@@ -382,5 +405,5 @@ def test_toc_parser_reads_parts_and_sections(tmp_path):
         "      - file: book/chapters/01_a\n        sections:\n          - file: book/chapters/02_b.ipynb\n"
         "      - file: book/extra\n"
     )
-    assert build_book.toc_files(toc) == ["book/intro", "book/chapters/01_a", "book/chapters/02_b", "book/extra"]
-    assert build_book.chapter_names(toc) == ["01_a", "02_b"]
+    assert bookfiles.toc_files(toc) == ["book/intro", "book/chapters/01_a", "book/chapters/02_b", "book/extra"]
+    assert bookfiles.chapter_names(toc) == ["01_a", "02_b"]

@@ -89,7 +89,7 @@ def test_seeds_parameter_accepts_what_papermill_passes():
 def test_a_build_that_must_not_train_names_every_missing_run(tmp_path, monkeypatch):
     from awd.report import ensure_runs
     monkeypatch.setenv("AWD_NO_TRAIN", "1")
-    with pytest.raises(RuntimeError, match=r"(?s)2 run\(s\) of profile 'smoke'.*'no tying' seed 1.*make grid"):
+    with pytest.raises(RuntimeError, match=r"(?s)2 run\(s\) of profile 'smoke'.*'no tying' seed 1.*python -m awd grid"):
         ensure_runs(["no tying"], profile="smoke", seeds=[0, 1], results_dir=tmp_path)
     assert not any(tmp_path.iterdir())  # nothing was started
 
