@@ -23,17 +23,57 @@ NO_TRAIN_ENV = "AWD_NO_TRAIN"
 
 PALETTE = "colorblind"
 
+# One look per variant, the same in every figure of the book: a colour and a line style. The seven variants of the
+# book's grid get seven hues far apart; "standard dropout" is dashed, so that the full model's line shows where the
+# two coincide. Each further row shares the hue of the variant it is a version of ("untied, same sizes" is a "no
+# tying", "NT-ASGD n=5" a "full") with a dash of its own, or takes a hue of its own. tests/test_report.py checks
+# that every variant has a look, that no two looks are the same and that different hues are far apart.
+VARIANT_LOOKS = {
+    "full": ("#0173b2", "-"),
+    "no tying": ("#de8f05", "-"),
+    "no dropout": ("#029e73", "-"),
+    "standard dropout": ("#cc78bc", "--"),
+    "no weight drop": ("#7b3294", "-."),
+    "SGD": ("#949494", "-"),
+    "ASGD": ("#000000", "-"),
+    "full (fine-tuned)": ("#0173b2", "--"),
+    "fixed BPTT": ("#bcbd22", "-."),
+    "no embedding dropout": ("#029e73", "--"),
+    "no weight decay": ("#8c564b", "-."),
+    "no AR/TAR": ("#e7298a", ":"),
+    "full-sized embedding": ("#de8f05", ":"),
+    "untied, same sizes": ("#de8f05", "--"),
+    "2017 mask": ("#cc78bc", ":"),
+    "NT-ASGD n=5": ("#0173b2", ":"),
+}
+# a hue with no variant behind it (the curves of one run's phases, say) takes these in turn
+OTHER_COLORS = ["#0173b2", "#de8f05", "#029e73", "#cc78bc", "#949494", "#000000", "#bcbd22", "#8c564b"]
+DASHES = ["-", "--", ":", "-."]
+
+
+def variant_look(variant: str) -> dict:
+    """Matplotlib line keywords for a variant: its colour and line style; the full model drawn widest, on top."""
+    if variant not in VARIANT_LOOKS:
+        raise KeyError(f"variant {variant!r} has no colour: add it to awd.report.VARIANT_LOOKS")
+    color, linestyle = VARIANT_LOOKS[variant]
+    full = variant == "full"
+    return dict(color=color, linestyle=linestyle, linewidth=2.2 if full else 1.6, zorder=3 if full else 2)
+
 
 def variant_colors() -> dict:
-    """One colour per variant, the same in every figure of the book."""
-    import seaborn as sns
-    palette = sns.color_palette(PALETTE, 10)
-    # the seven of the book's grid first, in hues far apart: grey and black for the two optimizers, whose
-    # curves sit among the others (the palette's brown is too near the oranges of "no tying" and "no weight
-    # drop" to tell ASGD from them), and the palette's remaining hues for the other four
-    colors = [palette[i] for i in (0, 1, 2, 4, 3, 7)] + [(0.0, 0.0, 0.0)] + [palette[i] for i in (6, 9, 8, 5)]
-    colors += sns.color_palette("dark", 10)[:len(VARIANTS) - len(colors)]  # the later rows, darker hues
-    return dict(zip(VARIANTS, colors))
+    """The colour of every variant (`VARIANT_LOOKS`), for marks that are not lines of `curves`."""
+    return {v: color for v, (color, _) in VARIANT_LOOKS.items()}
+
+
+def legend_outside(ax, below: bool = False, **kwargs):
+    """The legend outside the panel, where it covers no data: on its right, or ``below`` it (for a panel with
+    another one on its right)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        where = (dict(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2) if below else
+                 dict(loc="upper left", bbox_to_anchor=(1.02, 1)))
+        ax.legend(handles, labels, frameon=False, **{**where, **kwargs})
+    return ax
 
 
 # Profiles whose runs take seconds or minutes: a chapter trains a missing one without being asked.
@@ -389,23 +429,31 @@ def set_style():
 
 def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=None, title: str | None = None,
            log: bool = True, style: str | None = None):
-    """Perplexity per epoch; with several seeds the line is the mean and the band one standard deviation."""
+    """Perplexity per epoch; with several seeds the line is the mean and the band one standard deviation.
+
+    A line of one variant has that variant's look (`variant_look`), also where ``hue`` is a label with one value
+    per variant; ``style`` names a second column whose values get a dash each (``style=hue`` keeps the looks).
+    The legend sits outside the panel, on the right."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
     from matplotlib.ticker import MaxNLocator
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
-    palette = None
-    if "variant" in history and set(history.variant) <= set(VARIANTS):
-        # the book's colour per variant, also where the hue is a label with one value per variant
-        pairs = history[list(dict.fromkeys([hue, "variant"]))].drop_duplicates()
-        if pairs[hue].is_unique and pairs["variant"].is_unique:
-            colors = variant_colors()
-            palette = {h: colors[v] for h, v in zip(pairs[hue], pairs["variant"])}
+    looks = _looks(history, hue)
     # a marker per epoch helps to count a few epochs; over many it hides the dashes that tell the lines apart
     marker = "o" if history.epoch.nunique() <= 20 else None
-    sns.lineplot(data=history, x="epoch", y=y, hue=hue, style=style, errorbar="sd", ax=ax, marker=marker,
-                 markersize=4, palette=palette)
+    split = style if style and style != hue else None
+    styles = {v: DASHES[i % len(DASHES)] for i, v in enumerate(dict.fromkeys(history[split]))} if split else {}
+    for label, g in history.groupby(hue, sort=False):
+        for key, part in (g.groupby(split, sort=False) if split else [(None, g)]):
+            stats = part.groupby("epoch")[y].agg(["mean", "std"]).sort_index()
+            look = dict(looks[label])
+            if split:
+                look["linestyle"] = styles[key]
+            name = f"{label}, {split} {key}" if split and split != "split" else (f"{label}, {key}" if split else label)
+            ax.plot(stats.index, stats["mean"], label=name, marker=marker, markersize=3, **look)
+            if stats["std"].notna().any():
+                ax.fill_between(stats.index, stats["mean"] - stats["std"].fillna(0),
+                                stats["mean"] + stats["std"].fillna(0), color=look["color"], alpha=0.15, lw=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     labels = {"val_ppl": "validation perplexity", "train_ppl": "training perplexity",
               "val_ppl_raw": "validation perplexity (raw weights)"}
@@ -423,7 +471,19 @@ def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=N
             ax.yaxis.set_minor_formatter(ScalarFormatter())
     if title:
         ax.set_title(title)
+    legend_outside(ax, title=hue if hue != "variant" else None)
     return ax
+
+
+def _looks(history: pd.DataFrame, hue: str) -> dict:
+    """Line keywords per value of ``hue``: the variant's look where each value stands for one variant."""
+    values = list(dict.fromkeys(history[hue]))
+    if "variant" in history and set(history.variant) <= set(VARIANT_LOOKS):
+        pairs = history[list(dict.fromkeys([hue, "variant"]))].drop_duplicates()
+        if pairs[hue].is_unique and pairs["variant"].is_unique:
+            return {h: variant_look(v) for h, v in zip(pairs[hue], pairs["variant"])}
+    return {v: dict(color=OTHER_COLORS[i % len(OTHER_COLORS)], linestyle="-", linewidth=1.6)
+            for i, v in enumerate(values)}
 
 
 def closeup(history: pd.DataFrame, ax, y: str = "val_ppl", hue: str = "variant", from_epoch: int | None = None,
