@@ -82,6 +82,123 @@ def test_chapter_runs_from_the_committed_results(name, tmp_path, monkeypatch):
                                cwd=str(build_book.NOTEBOOKS), progress_bar=False)
 
 
+def _glued(nb) -> dict:
+    """What a chapter glued into its prose: name -> the plain-text and Markdown forms of the value."""
+    found = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                data = out.get("data", {})
+                found[name] = (data.get("text/plain"), data.get("text/markdown"))
+    return found
+
+
+def _venv_without_the_project(path: Path) -> Path:
+    """A fresh virtual environment that sees this one's packages (torch, jupyter, pandas: no downloads) but not
+    the project: every entry of site-packages is linked into a folder that a .pth file names, except awd's."""
+    import sysconfig
+    import venv
+
+    venv.EnvBuilder(with_pip=True).create(path)
+    python = path / "bin" / "python"
+    site = Path(sysconfig.get_paths()["purelib"])
+    shared = path / "shared-site-packages"
+    shared.mkdir()
+    for entry in site.iterdir():
+        if not (entry.name.startswith(("awd", "__editable__")) and "awd" in entry.name):
+            (shared / entry.name).symlink_to(entry)
+    target = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    Path(target, "shared.pth").write_text(f"{shared}\n")
+    return python
+
+
+@pytest.mark.slow
+def test_a_chapter_copied_alone_into_an_empty_folder_installs_awd_and_glues_what_the_book_does(tmp_path,
+                                                                                              monkeypatch):
+    """Chapter 2 alone in an empty folder, run by a Python that lacks the project, offline: its setup cell
+    installs awd from a clone of this commit (a file URL, as Colab would from GitHub), the committed runs are
+    fetched from the same commit, and every number it glues is the one the chapter glues in the repository.
+    (The clone holds what is committed: commit before running this test.)"""
+    import nbformat
+    import papermill
+
+    name = "02_weight_tying"
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    python = _venv_without_the_project(tmp_path / "venv")
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('awd'))"],
+                           capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                if k != "PYTHONPATH"}, cwd=tmp_path)
+    assert probe.stdout.strip() == "None", f"the fresh environment already has awd: {probe.stdout}{probe.stderr}"
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(build_book.NOTEBOOKS / f"{name}.ipynb", bare)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AWD_RESULTS_DIR", "VIRTUAL_ENV")}
+    env.update(PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", XDG_CACHE_HOME=str(tmp_path / "cache"),
+               AWD_NO_TRAIN="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    source = f"git+{clone.as_uri()}@{commit}"
+    proc = subprocess.run([str(python), "-m", "papermill", f"{name}.ipynb", "out.ipynb", "--no-progress-bar",
+                           "-p", "profile", build_book.DEFAULT_PROFILE, "-p", "awd_source", source],
+                          cwd=bare, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"the chapter failed alone in a folder:\n{proc.stderr[-6000:]}"
+    alone = nbformat.read(bare / "out.ipynb", as_version=4)
+    assert (tmp_path / "cache" / "awd" / f"results-{commit[:12]}" / "results").is_dir(), "results/ not fetched"
+
+    in_repo = tmp_path / "in_repo.ipynb"
+    monkeypatch.setenv("AWD_NO_TRAIN", "1")
+    papermill.execute_notebook(str(build_book.NOTEBOOKS / f"{name}.ipynb"), str(in_repo),
+                               parameters={"profile": build_book.DEFAULT_PROFILE}, kernel_name=build_book.KERNEL,
+                               cwd=str(build_book.NOTEBOOKS), progress_bar=False)
+    expected = _glued(nbformat.read(in_repo, as_version=4))
+    assert expected and _glued(alone) == expected
+
+
+def _requirement_lines(path: Path) -> tuple[list[str], list[str]]:
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    lines = [line for line in lines if line]
+    return [line for line in lines if line.startswith("-")], [line for line in lines if not line.startswith("-")]
+
+
+def test_binder_installs_the_cpu_build_of_the_pinned_torch_and_the_chapters_needs():
+    from packaging.requirements import Requirement
+
+    options, reqs = _requirement_lines(ROOT / "binder" / "requirements.txt")
+    parsed = {Requirement(r).name: Requirement(r) for r in reqs}  # each line parses as a requirement
+    pinned = next(Requirement(r) for r in _requirement_lines(ROOT / "requirements.txt")[1] if r.startswith("torch"))
+    assert str(parsed["torch"].specifier) == f"{pinned.specifier}+cpu", "Binder's torch must be the pinned one"
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in options
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {Requirement(r).name for r in project["dependencies"] + project["optional-dependencies"]["chapters"]}
+    assert wanted <= set(parsed), f"binder/requirements.txt lacks {sorted(wanted - set(parsed))}"
+    assert (ROOT / "binder" / "runtime.txt").read_text().strip().startswith("python-3.")
+
+
+@pytest.mark.slow
+def test_binder_post_build_installs_the_project_from_a_clone(tmp_path):
+    """binder/postBuild, run in a clone with a fresh environment's python first on PATH (its packages, torch
+    and setuptools among them, are what binder/requirements.txt installed), offline: afterwards that python
+    imports awd from the clone and finds the clone's committed runs."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    shutil.copytree(ROOT / "binder", clone / "binder", dirs_exist_ok=True)  # this tree's, committed or not
+    _venv_without_the_project(tmp_path / "env")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PATH=f"{tmp_path / 'env' / 'bin'}:{env['PATH']}", PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0")
+    subprocess.run(["bash", str(clone / "binder" / "postBuild")], cwd=tmp_path, env=env, check=True,
+                   capture_output=True, timeout=300)
+    found = subprocess.run([str(tmp_path / "env" / "bin" / "python"), "-c",
+                            "import awd.book; print(awd.book.results_dir())"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert found.stdout.strip() == str(clone / "results"), found.stderr
+
+
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_notebook_is_valid_nbformat(name):
     """Each source notebook validates, and from nbformat 4.5 on every cell has a unique id (nbformat warns now
