@@ -100,7 +100,7 @@ def _venv_without_the_project(path: Path) -> Path:
     import sysconfig
     import venv
 
-    venv.EnvBuilder(with_pip=True).create(path)
+    venv.EnvBuilder(with_pip=False).create(path)  # pip, too, is this environment's (ensurepip's is older)
     python = path / "bin" / "python"
     site = Path(sysconfig.get_paths()["purelib"])
     shared = path / "shared-site-packages"
@@ -115,7 +115,7 @@ def _venv_without_the_project(path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_a_chapter_copied_alone_into_an_empty_folder_installs_awd_and_glues_what_the_book_does(tmp_path,
+def test_a_chapter_copied_alone_into_an_empty_folder_installs_awd_and_glues_what_the_book_does(tmp_path, data_dir,
                                                                                               monkeypatch):
     """Chapter 2 alone in an empty folder, run by a Python that lacks the project, offline: its setup cell
     installs awd from a clone of this commit (a file URL, as Colab would from GitHub), the committed runs are
