@@ -508,6 +508,32 @@ def closeup(history: pd.DataFrame, ax, y: str = "val_ppl", hue: str = "variant",
     return ax
 
 
+def train_and_validation(ax, history: pd.DataFrame, title: str):
+    """One run's validation and training perplexity per epoch (log scale), for the pilot's panels."""
+    ax.plot(history.epoch, history.val_ppl, "o-", ms=3, label="validation", color=OTHER_COLORS[0])
+    ax.plot(history.epoch, history.train_ppl, "s--", ms=3, label="training (with its dropout)",
+            color=OTHER_COLORS[1])
+    ax.set_yscale("log")
+    ax.set_ylim(40, 700)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks([50, 100, 200, 400])
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("epoch")
+    return ax
+
+
+def figure_legend_below(fig, axes, **kwargs):
+    """One legend for several panels, below them: every label once, from whichever panel has it."""
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.02),
+               ncol=min(len(handles), 3), frameon=False, **kwargs)
+
+
 def listing(items) -> str:
     """Items as prose: "a", "a and b", "a, b and c"."""
     items = [str(i) for i in items]

@@ -238,6 +238,32 @@ def test_every_chapter_carries_the_setup_cell_of_the_configured_repository(tmp_p
     assert '"git+https://example.org/fork/awd@main"' in bookfiles.setup_source(moved)
 
 
+CODE_COLUMN = 90  # characters of code the page's column shows without scrolling
+FOLDED = {"remove-cell", "remove-input", "hide-input", "hide-cell", "parameters", "setup"}
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_visible_code_fits_the_code_column(name):
+    """Every line of code a reader sees, in a code cell that is not folded away or in a fenced block of the
+    prose (the exercises' solutions), fits the page's code column."""
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(build_book.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    long = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and not FOLDED & set(cell.metadata.get("tags", [])):
+            lines = cell.source.splitlines()
+        elif cell.cell_type == "markdown":
+            lines = [line for block in re.findall(r"```[^\n]*\n(.*?)```", cell.source, re.S)
+                     for line in block.splitlines()]
+        else:
+            continue
+        long += [f"cell {i}, {len(line)} characters: {line[:60]}..." for line in lines if len(line) > CODE_COLUMN]
+    assert not long, f"{name}: lines wider than {CODE_COLUMN} characters (wrap them, or fold the cell):\n" + "\n".join(long)
+
+
 def test_toc_lists_chapters_with_source_notebooks():
     assert CHAPTERS, "_toc.yml lists no book/chapters/* pages"
     for name in CHAPTERS:
@@ -381,8 +407,59 @@ BROWSER_CHECK = """async () => {
 }"""
 
 
+# Code blocks, tables and figures must fit the content column, or scroll inside a box of their own: one that
+# pushes past the column hides its right part (or widens the whole page) on a phone.
+OVERFLOW_CHECK = """() => {
+  const article = document.querySelector('article') || document.body;
+  const column = article.getBoundingClientRect();
+  const scrolls = n => ['auto', 'scroll'].includes(getComputedStyle(n).overflowX);
+  const scroller = el => { for (let n = el; n && n !== article; n = n.parentElement) { if (scrolls(n)) return n; }
+                           return null; };
+  const name = el => el.tagName.toLowerCase() + (el.className && typeof el.className === 'string'
+                     ? '.' + el.className.trim().split(/\\s+/).slice(0, 2).join('.') : '');
+  const bad = [];
+  for (const el of article.querySelectorAll('pre, table, img, svg, figure, .cell_output, mjx-container')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || el.closest('details:not([open])')) continue;  // folded away: not on screen
+    const wider = el.scrollWidth > el.clientWidth + 1;
+    const out = box.right > column.right + 1 || box.left < column.left - 1;
+    const own = scroller(el);
+    const clipped = own && own.getBoundingClientRect().right <= column.right + 1;
+    if ((wider && !own) || (out && !clipped)) {
+      bad.push({element: name(el), width: Math.round(box.width), scrollWidth: el.scrollWidth,
+                column: Math.round(column.width), text: (el.textContent || el.getAttribute('src') || '').slice(0, 60)});
+    }
+  }
+  return {bad, pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth};
+}"""
+WIDTHS = {"phone": 390, "desktop": 1280}
+
+
 def _pages():
     return ["book/intro"] + [f"book/chapters/{n}" for n in CHAPTERS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc", _pages())
+@pytest.mark.parametrize("width", WIDTHS)
+def test_page_fits_the_screen(browser, site, doc, width):
+    """At a phone's width and at a desktop's, no code block, table or figure runs out of the content column
+    without a scroll bar of its own, and the page never scrolls sideways. The screenshots stay in
+    _build/screenshots/ (CI keeps them as artifacts)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": WIDTHS[width], "height": 900})
+    try:
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+            (site, "data:", "blob:", "about:")) else route.abort())
+        page = context.new_page()
+        page.goto(f"{site}/{doc}.html", wait_until="load", timeout=60_000)
+        page.evaluate(BROWSER_CHECK)  # waits for MathJax and the images
+        result = page.evaluate(OVERFLOW_CHECK)
+        page.screenshot(path=str(SCREENSHOTS / f"{doc.replace('/', '__')}@{width}.png"), full_page=True)
+    finally:
+        context.close()
+    assert not result["bad"], f"{doc} at {WIDTHS[width]} px: out of the column:\n" + json.dumps(result["bad"], indent=1)
+    assert result["pageWidth"] <= result["viewport"], f"{doc} at {WIDTHS[width]} px scrolls sideways: {result}"
 
 
 @pytest.mark.slow
