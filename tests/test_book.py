@@ -264,6 +264,20 @@ def test_visible_code_fits_the_code_column(name):
     assert not long, f"{name}: lines wider than {CODE_COLUMN} characters (wrap them, or fold the cell):\n" + "\n".join(long)
 
 
+def test_the_teaching_pages_warning_about_the_lab_profile_still_holds():
+    """book/teaching.md warns that the committed lab runs contradict the book. Once lab is re-chosen and its runs
+    re-recorded, this fails: rewrite the warning (and this test) to what the new runs show."""
+    import csv
+
+    rows = {r["variant"]: r for r in csv.DictReader((ROOT / "results" / "index.csv").open())
+            if r["profile"] == "lab" and r["dataset"] == "ptb" and r["seed"] == "0"}
+    text = (ROOT / "book" / "teaching.md").read_text()
+    assert "NT-ASGD never triggers in the full model" in text
+    assert float(rows["no dropout"]["best_val_ppl"]) < float(rows["full"]["best_val_ppl"])
+    assert not rows["full"]["averaging_start_epoch"]
+    assert rows["SGD"]["best_val_ppl"] == rows["full"]["best_val_ppl"]
+
+
 def test_toc_lists_chapters_with_source_notebooks():
     assert CHAPTERS, "_toc.yml lists no book/chapters/* pages"
     for name in CHAPTERS:
