@@ -278,6 +278,35 @@ def test_the_teaching_pages_warning_about_the_lab_profile_still_holds():
     assert rows["SGD"]["best_val_ppl"] == rows["full"]["best_val_ppl"]
 
 
+IMPLEMENT = {"03_dropout": ["locked_dropout", "embedding_dropout", "weight_drop"],
+             "04_optimization": ["ar_tar", "trigger"]}
+
+
+@pytest.mark.parametrize("name", IMPLEMENT)
+def test_implement_it_yourself_solutions_pass_their_checkers(name, capsys):
+    """Each implement-it-yourself exercise has a stub cell that calls its checker, and the solution in its
+    (folded) dropdown, run on its own, matches awd exactly."""
+    import re
+
+    import nbformat
+    import torch
+    import torch.nn.functional as F
+
+    from awd import exercises
+
+    cells = nbformat.read(build_book.NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
+    checked = [m.group(1) for c in cells if c.cell_type == "code"
+               for m in [re.search(r"exercises\.check_(\w+)\((\w+)\)", c.source)] if m]
+    assert checked == IMPLEMENT[name]
+    solutions = [c.source for c in cells if c.cell_type == "markdown" and re.match(r":::\{solution\} ch0\d-impl", c.source)]
+    assert len(solutions) == len(checked), "one folded solution per exercise"
+    for fn_name, solution in zip(checked, solutions):
+        assert ":class: dropdown" in solution
+        namespace = {"torch": torch, "F": F}
+        exec(re.search(r"```python\n(.*?)```", solution, re.S).group(1), namespace)
+        assert getattr(exercises, f"check_{fn_name}")(namespace[fn_name]), capsys.readouterr().out
+
+
 def test_toc_lists_chapters_with_source_notebooks():
     assert CHAPTERS, "_toc.yml lists no book/chapters/* pages"
     for name in CHAPTERS:
