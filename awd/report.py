@@ -2,7 +2,7 @@
 
 The chapters call these and nothing else, so every figure and number on a page comes from stored runs:
 
-    runs = ensure_runs(["full", "no tying"], profile="book", seeds=[0, 1, 2])   # trains only what is missing
+    runs = ensure_runs(["full", "no tying"], profile="book", seeds=[0, 1, 2])   # reads the committed runs
     curves(history_frame(runs))                                                  # mean and band over seeds
     ablation_table(runs)                                                         # mean, sd, delta and 95% CI
 """
@@ -18,57 +18,144 @@ import pandas as pd
 from .experiments import PAPER_ABLATIONS, VARIANTS, resolve_seeds, variant_config, variant_of
 from .train import Run, is_finished, train
 
-# Set by tools/build_book.py: a reader's build of the book shows the committed runs and never starts hours
-# of training because one is missing.
+# Set by tools/build_book.py: the book's build shows the committed runs and trains nothing, at any profile.
 NO_TRAIN_ENV = "AWD_NO_TRAIN"
 
 PALETTE = "colorblind"
 
+# One look per variant, the same in every figure of the book: a colour and a line style. The seven variants of the
+# book's grid get seven hues far apart; "standard dropout" is dashed, so that the full model's line shows where the
+# two coincide. Each further row shares the hue of the variant it is a version of ("untied, same sizes" is a "no
+# tying", "NT-ASGD n=5" a "full") with a dash of its own, or takes a hue of its own. tests/test_report.py checks
+# that every variant has a look, that no two looks are the same and that different hues are far apart.
+VARIANT_LOOKS = {
+    "full": ("#0173b2", "-"),
+    "no tying": ("#de8f05", "-"),
+    "no dropout": ("#029e73", "-"),
+    "standard dropout": ("#cc78bc", "--"),
+    "no weight drop": ("#7b3294", "-."),
+    "SGD": ("#949494", "-"),
+    "ASGD": ("#000000", "-"),
+    "full (fine-tuned)": ("#0173b2", "--"),
+    "fixed BPTT": ("#bcbd22", "-."),
+    "no embedding dropout": ("#029e73", "--"),
+    "no weight decay": ("#8c564b", "-."),
+    "no AR/TAR": ("#e7298a", ":"),
+    "full-sized embedding": ("#de8f05", ":"),
+    "untied, same sizes": ("#de8f05", "--"),
+    "2017 mask": ("#cc78bc", ":"),
+    "NT-ASGD n=5": ("#0173b2", ":"),
+}
+# a hue with no variant behind it (the curves of one run's phases, say) takes these in turn
+OTHER_COLORS = ["#0173b2", "#de8f05", "#029e73", "#cc78bc", "#949494", "#000000", "#bcbd22", "#8c564b"]
+DASHES = ["-", "--", ":", "-."]
+
+
+def variant_look(variant: str) -> dict:
+    """Matplotlib line keywords for a variant: its colour and line style; the full model drawn widest, on top."""
+    if variant not in VARIANT_LOOKS:
+        raise KeyError(f"variant {variant!r} has no colour: add it to awd.report.VARIANT_LOOKS")
+    color, linestyle = VARIANT_LOOKS[variant]
+    full = variant == "full"
+    return dict(color=color, linestyle=linestyle, linewidth=2.2 if full else 1.6, zorder=3 if full else 2)
+
 
 def variant_colors() -> dict:
-    """One colour per variant, the same in every figure of the book."""
-    import seaborn as sns
-    palette = sns.color_palette(PALETTE, 10)
-    # the seven of the book's grid first, in hues far apart: grey and black for the two optimizers, whose
-    # curves sit among the others (the palette's brown is too near the oranges of "no tying" and "no weight
-    # drop" to tell ASGD from them), and the palette's remaining hues for the other four
-    colors = [palette[i] for i in (0, 1, 2, 4, 3, 7)] + [(0.0, 0.0, 0.0)] + [palette[i] for i in (6, 9, 8, 5)]
-    colors += sns.color_palette("dark", 10)[:len(VARIANTS) - len(colors)]  # the later rows, darker hues
-    return dict(zip(VARIANTS, colors))
+    """The colour of every variant (`VARIANT_LOOKS`), for marks that are not lines of `curves`."""
+    return {v: color for v, (color, _) in VARIANT_LOOKS.items()}
 
 
-def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir="../results",
-                retrain: bool = False, **overrides) -> list[Run]:
-    """The runs of each variant and seed: read from ``results_dir`` when stored, trained when missing.
+def legend_outside(ax, below: bool = False, **kwargs):
+    """The legend outside the panel, where it covers no data: on its right, or ``below`` it (for a panel with
+    another one on its right)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        where = (dict(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2) if below else
+                 dict(loc="upper left", bbox_to_anchor=(1.02, 1)))
+        ax.legend(handles, labels, frameon=False, **{**where, **kwargs})
+    return ax
 
-    With ``AWD_NO_TRAIN`` set in the environment, a missing or unfinished run is an error that lists them all.
+
+# Profiles whose runs take seconds or minutes: a chapter trains a missing one without being asked.
+TRAINS_ON_ITS_OWN = ("smoke", "lab")
+
+
+def ensure_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir=None,
+                retrain: bool = False, train_missing: bool = False, **overrides) -> list[Run]:
+    """The runs of each variant and seed, read from ``results_dir`` (default: `awd.book.results_dir`, the
+    committed runs).
+
+    A missing run is trained only at a profile of `TRAINS_ON_ITS_OWN`, or when asked (``train_missing``, or
+    ``retrain``, which trains every run anew). Otherwise the chapter stops with the list of missing runs, the
+    command that trains them and the time it takes: a reader never starts hours of training unawares. With
+    ``AWD_NO_TRAIN`` set (the book's build), nothing trains at any profile.
     """
+    from .book import results_dir as committed
+    results_dir = Path(results_dir) if results_dir else committed()
     configs = [variant_config(variant, profile, seed, dataset=dataset, **overrides)
                for variant in variants for seed in resolve_seeds(seeds, profile)]
-    if os.environ.get(NO_TRAIN_ENV):
-        missing = [cfg for cfg in configs if retrain or not is_finished(Path(results_dir) / cfg.run_id())]
-        if missing:
-            listed = "\n".join(f"  {variant_of(c)!r} seed {c.seed}: {Path(results_dir) / c.run_id()}" for c in missing)
-            raise RuntimeError(
-                f"{len(missing)} run(s) of profile {profile!r} are not finished in {results_dir}, and this build "
-                f"does not train ({NO_TRAIN_ENV} is set):\n{listed}\nTrain them first (make grid "
-                f"PROFILE={profile}), or build with training allowed (tools/build_book.py --train).")
+    missing = [cfg for cfg in configs if retrain or not is_finished(results_dir / cfg.run_id())]
+    allowed = (retrain or train_missing or profile in TRAINS_ON_ITS_OWN) and not os.environ.get(NO_TRAIN_ENV)
+    if missing and not allowed:
+        raise MissingRuns(missing, results_dir, overrides)
     return [train(cfg, results_dir=results_dir, retrain=retrain) for cfg in configs]
 
 
-QUICK_PROFILES = ("smoke", "lab")  # seconds and minutes a run: a page may train these itself
+class MissingRuns(RuntimeError):
+    """Runs a chapter needs that are not in the results folder, with the one command that trains them."""
+
+    def __init__(self, missing, results_dir: Path, overrides: dict):
+        self.missing = missing
+        profile, dataset = missing[0].profile, missing[0].dataset
+        listed = "\n".join(f"  {variant_of(c)!r} seed {c.seed}: {results_dir / c.run_id()}" for c in missing)
+        todo = list(dict.fromkeys(variant_of(c) for c in missing))
+        cmd = (f"python -m awd grid --profile {profile}" + (f" --dataset {dataset}" if dataset != "ptb" else "")
+               + " --variants " + " ".join(f'"{v}"' if " " in v else v for v in todo)
+               + " --seeds " + " ".join(str(s) for s in sorted({c.seed for c in missing}))
+               + (f" --epochs {overrides['epochs']}" if overrides.get("epochs") else "")
+               + f" --results-dir {results_dir}")
+        minutes = _minutes_per_run(results_dir, profile, dataset)
+        cost = (f"about {minutes:.0f} minutes of one core per run (the mean of this profile's stored runs), "
+                f"{len(missing)} run(s), two side by side" if minutes else
+                "no stored run of this profile to time it by")
+        why = (f"{NO_TRAIN_ENV} is set (the book's build trains nothing)" if os.environ.get(NO_TRAIN_ENV) else
+               f"profile {profile!r} trains only when asked")
+        super().__init__(
+            f"{len(missing)} run(s) of profile {profile!r} are not finished in {results_dir}, and {why}:\n"
+            f"{listed}\nTrain them ({cost}) with:\n  {cmd}\n"
+            "or set the chapter's parameter train_missing = True (papermill: -p train_missing True; "
+            "the book: tools/build_book.py --train).")
 
 
-def page_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir="../results",
-              retrain: bool = False, **overrides) -> tuple[list[Run], list]:
+def _minutes_per_run(results_dir: Path, profile: str, dataset: str) -> float | None:
+    """Mean wall time of the finished runs of a profile under ``results_dir``, in minutes (None if there are none)."""
+    import json
+    times = []
+    for path in Path(results_dir).glob("*/summary.json"):
+        s = json.loads(path.read_text())
+        cfg = json.loads(path.with_name("config.json").read_text()) if path.with_name("config.json").exists() else {}
+        if s.get("status") == "finished" and cfg.get("profile") == profile and cfg.get("dataset") == dataset:
+            times.append(s.get("wall_time_s") or 0)
+    return sum(times) / len(times) / 60 if times else None
+
+
+QUICK_PROFILES = TRAINS_ON_ITS_OWN  # seconds and minutes a run: a page may train these itself
+
+
+def page_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb", results_dir=None,
+              retrain: bool = False, train_missing: bool = False, **overrides) -> tuple[list[Run], list]:
     """What a page of the ablation table shows: the stored runs of every row of ``TABLE_ROWS`` (so that its
     verdicts are corrected over the whole table) and the configs of its own ``variants`` still missing.
 
-    It trains the page's missing runs only at a quick profile or when asked (``retrain``), and never where
-    ``AWD_NO_TRAIN`` is set; the book's own runs (about an hour each) come from ``make grid``."""
+    It trains the page's missing runs only at a quick profile or when asked (``retrain``, ``train_missing``),
+    and never where ``AWD_NO_TRAIN`` is set; the book's own runs (about an hour each) come from ``make grid``.
+    ``results_dir`` None: the committed runs (`awd.book.results_dir`)."""
+    from .book import results_dir as committed
     from .experiments import stored_runs
-    if (profile in QUICK_PROFILES or retrain) and not os.environ.get(NO_TRAIN_ENV):
-        ensure_runs(variants, profile, seeds, dataset, results_dir, retrain=retrain, **overrides)
+    results_dir = Path(results_dir) if results_dir else committed()
+    if (profile in QUICK_PROFILES or retrain or train_missing) and not os.environ.get(NO_TRAIN_ENV):
+        ensure_runs(variants, profile, seeds, dataset, results_dir, retrain=retrain, train_missing=True,
+                    **overrides)
     runs, _ = stored_runs(dict.fromkeys([*TABLE_ROWS, *variants]), profile, seeds, dataset, results_dir, **overrides)
     _, missing = stored_runs(variants, profile, seeds, dataset, results_dir, **overrides)
     return runs, missing
@@ -342,23 +429,31 @@ def set_style():
 
 def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=None, title: str | None = None,
            log: bool = True, style: str | None = None):
-    """Perplexity per epoch; with several seeds the line is the mean and the band one standard deviation."""
+    """Perplexity per epoch; with several seeds the line is the mean and the band one standard deviation.
+
+    A line of one variant has that variant's look (`variant_look`), also where ``hue`` is a label with one value
+    per variant; ``style`` names a second column whose values get a dash each (``style=hue`` keeps the looks).
+    The legend sits outside the panel, on the right."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
     from matplotlib.ticker import MaxNLocator
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
-    palette = None
-    if "variant" in history and set(history.variant) <= set(VARIANTS):
-        # the book's colour per variant, also where the hue is a label with one value per variant
-        pairs = history[list(dict.fromkeys([hue, "variant"]))].drop_duplicates()
-        if pairs[hue].is_unique and pairs["variant"].is_unique:
-            colors = variant_colors()
-            palette = {h: colors[v] for h, v in zip(pairs[hue], pairs["variant"])}
+    looks = _looks(history, hue)
     # a marker per epoch helps to count a few epochs; over many it hides the dashes that tell the lines apart
     marker = "o" if history.epoch.nunique() <= 20 else None
-    sns.lineplot(data=history, x="epoch", y=y, hue=hue, style=style, errorbar="sd", ax=ax, marker=marker,
-                 markersize=4, palette=palette)
+    split = style if style and style != hue else None
+    styles = {v: DASHES[i % len(DASHES)] for i, v in enumerate(dict.fromkeys(history[split]))} if split else {}
+    for label, g in history.groupby(hue, sort=False):
+        for key, part in (g.groupby(split, sort=False) if split else [(None, g)]):
+            stats = part.groupby("epoch")[y].agg(["mean", "std"]).sort_index()
+            look = dict(looks[label])
+            if split:
+                look["linestyle"] = styles[key]
+            name = f"{label}, {split} {key}" if split and split != "split" else (f"{label}, {key}" if split else label)
+            ax.plot(stats.index, stats["mean"], label=name, marker=marker, markersize=3, **look)
+            if stats["std"].notna().any():
+                ax.fill_between(stats.index, stats["mean"] - stats["std"].fillna(0),
+                                stats["mean"] + stats["std"].fillna(0), color=look["color"], alpha=0.15, lw=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     labels = {"val_ppl": "validation perplexity", "train_ppl": "training perplexity",
               "val_ppl_raw": "validation perplexity (raw weights)"}
@@ -376,7 +471,19 @@ def curves(history: pd.DataFrame, y: str = "val_ppl", hue: str = "variant", ax=N
             ax.yaxis.set_minor_formatter(ScalarFormatter())
     if title:
         ax.set_title(title)
+    legend_outside(ax, title=hue if hue != "variant" else None)
     return ax
+
+
+def _looks(history: pd.DataFrame, hue: str) -> dict:
+    """Line keywords per value of ``hue``: the variant's look where each value stands for one variant."""
+    values = list(dict.fromkeys(history[hue]))
+    if "variant" in history and set(history.variant) <= set(VARIANT_LOOKS):
+        pairs = history[list(dict.fromkeys([hue, "variant"]))].drop_duplicates()
+        if pairs[hue].is_unique and pairs["variant"].is_unique:
+            return {h: variant_look(v) for h, v in zip(pairs[hue], pairs["variant"])}
+    return {v: dict(color=OTHER_COLORS[i % len(OTHER_COLORS)], linestyle="-", linewidth=1.6)
+            for i, v in enumerate(values)}
 
 
 def closeup(history: pd.DataFrame, ax, y: str = "val_ppl", hue: str = "variant", from_epoch: int | None = None,
@@ -399,6 +506,32 @@ def closeup(history: pd.DataFrame, ax, y: str = "val_ppl", hue: str = "variant",
         ax.text(0.98, 0.98, f"above the top: {listing(above)}", transform=ax.transAxes, ha="right", va="top",
                 fontsize=9, color="0.3")
     return ax
+
+
+def train_and_validation(ax, history: pd.DataFrame, title: str):
+    """One run's validation and training perplexity per epoch (log scale), for the pilot's panels."""
+    ax.plot(history.epoch, history.val_ppl, "o-", ms=3, label="validation", color=OTHER_COLORS[0])
+    ax.plot(history.epoch, history.train_ppl, "s--", ms=3, label="training (with its dropout)",
+            color=OTHER_COLORS[1])
+    ax.set_yscale("log")
+    ax.set_ylim(40, 700)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks([50, 100, 200, 400])
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("epoch")
+    return ax
+
+
+def figure_legend_below(fig, axes, **kwargs):
+    """One legend for several panels, below them: every label once, from whichever panel has it."""
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.02),
+               ncol=min(len(handles), 3), frameon=False, **kwargs)
 
 
 def listing(items) -> str:

@@ -28,10 +28,11 @@ HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 sys.path.insert(0, str(ROOT / "tools"))
 
+import bookfiles  # noqa: E402
 import build_book  # noqa: E402
 import check_html  # noqa: E402
 
-CHAPTERS = build_book.chapter_names()
+CHAPTERS = bookfiles.chapter_names()
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -81,6 +82,123 @@ def test_chapter_runs_from_the_committed_results(name, tmp_path, monkeypatch):
                                cwd=str(build_book.NOTEBOOKS), progress_bar=False)
 
 
+def _glued(nb) -> dict:
+    """What a chapter glued into its prose: name -> the plain-text and Markdown forms of the value."""
+    found = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                data = out.get("data", {})
+                found[name] = (data.get("text/plain"), data.get("text/markdown"))
+    return found
+
+
+def _venv_without_the_project(path: Path) -> Path:
+    """A fresh virtual environment that sees this one's packages (torch, jupyter, pandas: no downloads) but not
+    the project: every entry of site-packages is linked into a folder that a .pth file names, except awd's."""
+    import sysconfig
+    import venv
+
+    venv.EnvBuilder(with_pip=False).create(path)  # pip, too, is this environment's (ensurepip's is older)
+    python = path / "bin" / "python"
+    site = Path(sysconfig.get_paths()["purelib"])
+    shared = path / "shared-site-packages"
+    shared.mkdir()
+    for entry in site.iterdir():
+        if not (entry.name.startswith(("awd", "__editable__")) and "awd" in entry.name):
+            (shared / entry.name).symlink_to(entry)
+    target = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    Path(target, "shared.pth").write_text(f"{shared}\n")
+    return python
+
+
+@pytest.mark.slow
+def test_a_chapter_copied_alone_into_an_empty_folder_installs_awd_and_glues_what_the_book_does(tmp_path, data_dir,
+                                                                                              monkeypatch):
+    """Chapter 2 alone in an empty folder, run by a Python that lacks the project, offline: its setup cell
+    installs awd from a clone of this commit (a file URL, as Colab would from GitHub), the committed runs are
+    fetched from the same commit, and every number it glues is the one the chapter glues in the repository.
+    (The clone holds what is committed: commit before running this test.)"""
+    import nbformat
+    import papermill
+
+    name = "02_weight_tying"
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    commit = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    python = _venv_without_the_project(tmp_path / "venv")
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('awd'))"],
+                           capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                if k != "PYTHONPATH"}, cwd=tmp_path)
+    assert probe.stdout.strip() == "None", f"the fresh environment already has awd: {probe.stdout}{probe.stderr}"
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(build_book.NOTEBOOKS / f"{name}.ipynb", bare)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AWD_RESULTS_DIR", "VIRTUAL_ENV")}
+    env.update(PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", XDG_CACHE_HOME=str(tmp_path / "cache"),
+               AWD_NO_TRAIN="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    source = f"git+{clone.as_uri()}@{commit}"
+    proc = subprocess.run([str(python), "-m", "papermill", f"{name}.ipynb", "out.ipynb", "--no-progress-bar",
+                           "-p", "profile", build_book.DEFAULT_PROFILE, "-p", "awd_source", source],
+                          cwd=bare, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"the chapter failed alone in a folder:\n{proc.stderr[-6000:]}"
+    alone = nbformat.read(bare / "out.ipynb", as_version=4)
+    assert (tmp_path / "cache" / "awd" / f"results-{commit[:12]}" / "results").is_dir(), "results/ not fetched"
+
+    in_repo = tmp_path / "in_repo.ipynb"
+    monkeypatch.setenv("AWD_NO_TRAIN", "1")
+    papermill.execute_notebook(str(build_book.NOTEBOOKS / f"{name}.ipynb"), str(in_repo),
+                               parameters={"profile": build_book.DEFAULT_PROFILE}, kernel_name=build_book.KERNEL,
+                               cwd=str(build_book.NOTEBOOKS), progress_bar=False)
+    expected = _glued(nbformat.read(in_repo, as_version=4))
+    assert expected and _glued(alone) == expected
+
+
+def _requirement_lines(path: Path) -> tuple[list[str], list[str]]:
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    lines = [line for line in lines if line]
+    return [line for line in lines if line.startswith("-")], [line for line in lines if not line.startswith("-")]
+
+
+def test_binder_installs_the_cpu_build_of_the_pinned_torch_and_the_chapters_needs():
+    from packaging.requirements import Requirement
+
+    options, reqs = _requirement_lines(ROOT / "binder" / "requirements.txt")
+    parsed = {Requirement(r).name: Requirement(r) for r in reqs}  # each line parses as a requirement
+    pinned = next(Requirement(r) for r in _requirement_lines(ROOT / "requirements.txt")[1] if r.startswith("torch"))
+    assert str(parsed["torch"].specifier) == f"{pinned.specifier}+cpu", "Binder's torch must be the pinned one"
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in options
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {Requirement(r).name for r in project["dependencies"] + project["optional-dependencies"]["chapters"]}
+    assert wanted <= set(parsed), f"binder/requirements.txt lacks {sorted(wanted - set(parsed))}"
+    assert (ROOT / "binder" / "runtime.txt").read_text().strip().startswith("python-3.")
+
+
+@pytest.mark.slow
+def test_binder_post_build_installs_the_project_from_a_clone(tmp_path):
+    """binder/postBuild, run in a clone with a fresh environment's python first on PATH (its packages, torch
+    and setuptools among them, are what binder/requirements.txt installed), offline: afterwards that python
+    imports awd from the clone and finds the clone's committed runs."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    shutil.copytree(ROOT / "binder", clone / "binder", dirs_exist_ok=True)  # this tree's, committed or not
+    _venv_without_the_project(tmp_path / "env")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PATH=f"{tmp_path / 'env' / 'bin'}:{env['PATH']}", PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0")
+    subprocess.run(["bash", str(clone / "binder" / "postBuild")], cwd=tmp_path, env=env, check=True,
+                   capture_output=True, timeout=300)
+    found = subprocess.run([str(tmp_path / "env" / "bin" / "python"), "-c",
+                            "import awd.book; print(awd.book.results_dir())"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert found.stdout.strip() == str(clone / "results"), found.stderr
+
+
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_notebook_is_valid_nbformat(name):
     """Each source notebook validates, and from nbformat 4.5 on every cell has a unique id (nbformat warns now
@@ -96,6 +214,97 @@ def test_notebook_is_valid_nbformat(name):
     if (nb.nbformat, nb.nbformat_minor) >= (4, 5):
         ids = [cell.get("id") for cell in nb.cells]
         assert None not in ids and len(set(ids)) == len(ids), f"{name}: missing or repeated cell ids"
+
+
+def test_tools_share_their_names_through_one_module():
+    """check_html reads the TOC through bookfiles, not through build_book (which runs check_html)."""
+    import ast
+
+    tree = ast.parse((ROOT / "tools" / "check_html.py").read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "build_book" not in modules and "bookfiles" in modules
+    assert build_book.toc_files is bookfiles.toc_files and check_html.toc_files is bookfiles.toc_files
+
+
+def test_every_chapter_carries_the_setup_cell_of_the_configured_repository(tmp_path):
+    """The setup cell follows the parameters in every chapter and names _config.yml's repository: change the
+    URL there, and the chapters no longer match until `tools/build_book.py --write-setup`."""
+    assert build_book.setup_problems(CHAPTERS) == []
+    url, branch = bookfiles.repository()
+    assert f'"git+{url}@{branch}"' in bookfiles.setup_source()
+    moved = tmp_path / "_config.yml"
+    moved.write_text(bookfiles.CONFIG.read_text().replace(url, "https://example.org/fork/awd"))
+    assert '"git+https://example.org/fork/awd@main"' in bookfiles.setup_source(moved)
+
+
+CODE_COLUMN = 90  # characters of code the page's column shows without scrolling
+FOLDED = {"remove-cell", "remove-input", "hide-input", "hide-cell", "parameters", "setup"}
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_visible_code_fits_the_code_column(name):
+    """Every line of code a reader sees, in a code cell that is not folded away or in a fenced block of the
+    prose (the exercises' solutions), fits the page's code column."""
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(build_book.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    long = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and not FOLDED & set(cell.metadata.get("tags", [])):
+            lines = cell.source.splitlines()
+        elif cell.cell_type == "markdown":
+            lines = [line for block in re.findall(r"```[^\n]*\n(.*?)```", cell.source, re.S)
+                     for line in block.splitlines()]
+        else:
+            continue
+        long += [f"cell {i}, {len(line)} characters: {line[:60]}..." for line in lines if len(line) > CODE_COLUMN]
+    assert not long, f"{name}: lines wider than {CODE_COLUMN} characters (wrap them, or fold the cell):\n" + "\n".join(long)
+
+
+def test_the_teaching_pages_warning_about_the_lab_profile_still_holds():
+    """book/teaching.md warns that the committed lab runs contradict the book. Once lab is re-chosen and its runs
+    re-recorded, this fails: rewrite the warning (and this test) to what the new runs show."""
+    import csv
+
+    rows = {r["variant"]: r for r in csv.DictReader((ROOT / "results" / "index.csv").open())
+            if r["profile"] == "lab" and r["dataset"] == "ptb" and r["seed"] == "0"}
+    text = (ROOT / "book" / "teaching.md").read_text()
+    assert "NT-ASGD never triggers in the full model" in text
+    assert float(rows["no dropout"]["best_val_ppl"]) < float(rows["full"]["best_val_ppl"])
+    assert not rows["full"]["averaging_start_epoch"]
+    assert rows["SGD"]["best_val_ppl"] == rows["full"]["best_val_ppl"]
+
+
+IMPLEMENT = {"03_dropout": ["locked_dropout", "embedding_dropout", "weight_drop"],
+             "04_optimization": ["ar_tar", "trigger"]}
+
+
+@pytest.mark.parametrize("name", IMPLEMENT)
+def test_implement_it_yourself_solutions_pass_their_checkers(name, capsys):
+    """Each implement-it-yourself exercise has a stub cell that calls its checker, and the solution in its
+    (folded) dropdown, run on its own, matches awd exactly."""
+    import re
+
+    import nbformat
+    import torch
+    import torch.nn.functional as F
+
+    from awd import exercises
+
+    cells = nbformat.read(build_book.NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
+    checked = [m.group(1) for c in cells if c.cell_type == "code"
+               for m in [re.search(r"exercises\.check_(\w+)\((\w+)\)", c.source)] if m]
+    assert checked == IMPLEMENT[name]
+    solutions = [c.source for c in cells if c.cell_type == "markdown" and re.match(r":::\{solution\} ch0\d-impl", c.source)]
+    assert len(solutions) == len(checked), "one folded solution per exercise"
+    for fn_name, solution in zip(checked, solutions):
+        assert ":class: dropdown" in solution
+        namespace = {"torch": torch, "F": F}
+        exec(re.search(r"```python\n(.*?)```", solution, re.S).group(1), namespace)
+        assert getattr(exercises, f"check_{fn_name}")(namespace[fn_name]), capsys.readouterr().out
 
 
 def test_toc_lists_chapters_with_source_notebooks():
@@ -147,10 +356,14 @@ def test_static_html_check(built_book):
 @pytest.mark.slow
 def test_mathjax_is_local_not_cdn(built_book):
     assert (HTML / check_html.MATHJAX_SCRIPT).stat().st_size > 100_000
+    with_math = 0
     for page in [HTML / f"{d}.html" for d in build_book.toc_files()]:
         text = page.read_text()
         assert "cdn.jsdelivr.net/npm/mathjax" not in text and "mathjax@" not in text, page
-        assert "_static/mathjax/tex-chtml.js" in text, f"{page} does not load the local MathJax"
+        if 'class="math' in text:  # a page without math (the appendix, the teaching page) loads none
+            with_math += 1
+            assert "_static/mathjax/tex-chtml.js" in text, f"{page} does not load the local MathJax"
+    assert with_math >= len(CHAPTERS) - 1, "most chapters have math: did the math stop rendering?"
 
 
 @pytest.mark.slow
@@ -241,8 +454,78 @@ BROWSER_CHECK = """async () => {
 }"""
 
 
+# Code blocks, tables and figures must fit the content column, or scroll inside a box of their own: one that
+# pushes past the column hides its right part (or widens the whole page) on a phone.
+OVERFLOW_CHECK = """() => {
+  const article = document.querySelector('article') || document.body;
+  const column = article.getBoundingClientRect();
+  const scrolls = n => ['auto', 'scroll'].includes(getComputedStyle(n).overflowX);
+  const scroller = el => { for (let n = el; n && n !== article; n = n.parentElement) { if (scrolls(n)) return n; }
+                           return null; };
+  const name = el => el.tagName.toLowerCase() + (el.className && typeof el.className === 'string'
+                     ? '.' + el.className.trim().split(/\\s+/).slice(0, 2).join('.') : '');
+  const bad = [];
+  // display math only: inline math's glyphs overhang their box by a pixel or two, which is no overflow
+  const blocks = 'pre, table, img, figure, .cell_output, mjx-container[display="true"]';
+  for (const el of article.querySelectorAll(blocks)) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || el.closest('details:not([open])')) continue;  // folded away: not on screen
+    const wider = el.tagName !== 'MJX-CONTAINER' && el.scrollWidth > el.clientWidth + 1;
+    const out = box.right > column.right + 1 || box.left < column.left - 1;
+    const own = scroller(el);
+    const clipped = own && own.getBoundingClientRect().right <= column.right + 1;
+    if ((wider && !own) || (out && !clipped)) {
+      bad.push({element: name(el), width: Math.round(box.width), scrollWidth: el.scrollWidth,
+                column: Math.round(column.width), text: (el.textContent || el.getAttribute('src') || '').slice(0, 60)});
+    }
+  }
+  return {bad, pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth};
+}"""
+WIDTHS = {"phone": 390, "desktop": 1280}
+
+
 def _pages():
-    return ["book/intro"] + [f"book/chapters/{n}" for n in CHAPTERS]
+    return ["book/intro"] + [f"book/chapters/{n}" for n in CHAPTERS] + ["book/teaching"]
+
+
+NO_MATH = {"book/chapters/08_scaling_down", "book/teaching"}  # pages without formulas
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc", _pages())
+@pytest.mark.parametrize("width", WIDTHS)
+def test_page_fits_the_screen(browser, site, doc, width):
+    """At a phone's width and at a desktop's, no code block, table or figure runs out of the content column
+    without a scroll bar of its own, and the page never scrolls sideways. The screenshots stay in
+    _build/screenshots/ (CI keeps them as artifacts)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": WIDTHS[width], "height": 900})
+    try:
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+            (site, "data:", "blob:", "about:")) else route.abort())
+        page = context.new_page()
+        page.goto(f"{site}/{doc}.html", wait_until="load", timeout=60_000)
+        page.evaluate(BROWSER_CHECK)  # waits for MathJax and the images
+        result = page.evaluate(OVERFLOW_CHECK)
+        page.screenshot(path=str(SCREENSHOTS / f"{doc.replace('/', '__')}@{width}.png"), full_page=True)
+    finally:
+        context.close()
+    assert not result["bad"], f"{doc} at {WIDTHS[width]} px: out of the column:\n" + json.dumps(result["bad"], indent=1)
+    assert result["pageWidth"] <= result["viewport"], f"{doc} at {WIDTHS[width]} px scrolls sideways: {result}"
+
+
+@pytest.mark.slow
+def test_the_overflow_check_catches_what_runs_out_of_the_column(browser):
+    """A table wider than the column fails; the same table in a box that scrolls passes."""
+    page = browser.new_page(viewport={"width": 390, "height": 600})
+    try:
+        wide = '<table style="width: 600px"><tr><td>x</td></tr></table>'
+        page.set_content(f'<article style="width: 300px">{wide}</article>')
+        assert [b["element"] for b in page.evaluate(OVERFLOW_CHECK)["bad"]] == ["table"]
+        page.set_content(f'<article style="width: 300px"><div style="overflow-x: auto">{wide}</div></article>')
+        assert page.evaluate(OVERFLOW_CHECK)["bad"] == []
+    finally:
+        page.close()
 
 
 @pytest.mark.slow
@@ -275,10 +558,13 @@ def test_page_renders_in_browser(browser, site, doc):
     assert not errors, f"{doc}: JavaScript errors: {errors}"
     bad = [i for i in result["images"] if not i["ok"]]
     assert not bad, f"{doc}: images that did not load: {bad}"
-    assert result["mathjax"], f"{doc}: MathJax did not load\n{detail}"
-    assert result["mathNodes"] > 0 and result["mjx"] > 0, f"{doc}: no typeset math\n{detail}"
-    assert result["typesetMathNodes"] == result["mathNodes"], f"{doc}: math left untypeset\n{detail}"
-    assert result["mathErrors"] == 0, f"{doc}: MathJax errors\n{detail}"
+    if doc in NO_MATH:
+        assert result["mathNodes"] == 0, f"{doc} has math now: take it out of NO_MATH"
+    else:
+        assert result["mathjax"], f"{doc}: MathJax did not load\n{detail}"
+        assert result["mathNodes"] > 0 and result["mjx"] > 0, f"{doc}: no typeset math\n{detail}"
+        assert result["typesetMathNodes"] == result["mathNodes"], f"{doc}: math left untypeset\n{detail}"
+        assert result["mathErrors"] == 0, f"{doc}: MathJax errors\n{detail}"
     assert not result["leftover"], f"{doc}: raw TeX left in the page: {result['leftover']}"
     if doc.startswith("book/chapters/"):
         assert result["articleImages"] > 0, f"{doc}: no figure on the page"
@@ -382,5 +668,5 @@ def test_toc_parser_reads_parts_and_sections(tmp_path):
         "      - file: book/chapters/01_a\n        sections:\n          - file: book/chapters/02_b.ipynb\n"
         "      - file: book/extra\n"
     )
-    assert build_book.toc_files(toc) == ["book/intro", "book/chapters/01_a", "book/chapters/02_b", "book/extra"]
-    assert build_book.chapter_names(toc) == ["01_a", "02_b"]
+    assert bookfiles.toc_files(toc) == ["book/intro", "book/chapters/01_a", "book/chapters/02_b", "book/extra"]
+    assert bookfiles.chapter_names(toc) == ["01_a", "02_b"]

@@ -89,7 +89,7 @@ def test_seeds_parameter_accepts_what_papermill_passes():
 def test_a_build_that_must_not_train_names_every_missing_run(tmp_path, monkeypatch):
     from awd.report import ensure_runs
     monkeypatch.setenv("AWD_NO_TRAIN", "1")
-    with pytest.raises(RuntimeError, match=r"(?s)2 run\(s\) of profile 'smoke'.*'no tying' seed 1.*make grid"):
+    with pytest.raises(RuntimeError, match=r"(?s)2 run\(s\) of profile 'smoke'.*'no tying' seed 1.*python -m awd grid"):
         ensure_runs(["no tying"], profile="smoke", seeds=[0, 1], results_dir=tmp_path)
     assert not any(tmp_path.iterdir())  # nothing was started
 
@@ -129,9 +129,9 @@ def test_curves_keep_each_variants_colour_under_any_label():
     frame["optimizer"] = frame.variant.map({"full": "NT-ASGD", "SGD": "plain SGD", "ASGD": "ASGD"})
     ax = curves(frame, hue="optimizer")
     drawn = {line.get_label(): matplotlib.colors.to_rgb(line.get_color()) for line in ax.get_legend().get_lines()}
-    assert drawn == {"NT-ASGD": variant_colors()["full"], "plain SGD": variant_colors()["SGD"],
-                     "ASGD": variant_colors()["ASGD"]}
-    assert len(set(variant_colors().values())) == len(variant_colors()), "two variants share a colour"
+    rgb = {v: matplotlib.colors.to_rgb(c) for v, c in variant_colors().items()}
+    assert drawn == {"NT-ASGD": rgb["full"], "plain SGD": rgb["SGD"], "ASGD": rgb["ASGD"]}
+    # variants may share a hue (then their dashes differ): tests/test_report.py checks the looks
 
 
 def test_closeup_shows_the_late_epochs_of_the_lines_near_the_best():

@@ -5,14 +5,18 @@
 
 1. Reads _toc.yml. Every page listed as ``book/chapters/NN_name`` is the papermill output of
    ``notebooks/NN_name.ipynb``; the TOC is the one list of chapters.
+   Each chapter's second code cell is the setup cell of tools/bookfiles.py (from _config.yml's repository);
+   one that differs stops the build (``--write-setup`` rewrites them).
 2. Runs each of those notebooks through papermill with the venv's python kernel, cwd ``notebooks/``,
-   parameters ``profile=PROFILE`` (default "lab"; smoke runs go to ``_build/results-smoke``) and any ``-p KEY=VALUE``; writes
-   ``book/chapters/NN_name.ipynb`` (gitignored build output). The chapters read the runs stored in
-   ``results/``; a missing one stops the build with the list of what to train (``make grid``), unless
-   ``--train`` is given or the profile is smoke, which trains in seconds.
+   parameters ``profile=PROFILE`` (default "book"; smoke runs go to ``_build/results-smoke``),
+   ``awd_source`` (this commit of _config.yml's repository, what the setup cell would install) and any
+   ``-p KEY=VALUE``; writes ``book/chapters/NN_name.ipynb`` (gitignored build output). The chapters read the
+   runs stored in ``results/``; a missing one stops the build with the list of what to train and the command,
+   unless ``--train`` is given (``train_missing=True``) or the profile is smoke, which trains in seconds.
 3. Prepares the executed copy for reading: the ``parameters`` and papermill's ``injected-parameters``
-   cells get ``remove-cell``; widget outputs (tqdm.auto bars) are dropped; carriage-return progress
-   lines are reduced to their final state; long text outputs are collapsed (``hide-output``).
+   cells get ``remove-cell``, the ``setup`` cell ``hide-cell`` (one click away); widget outputs (tqdm.auto
+   bars) are dropped; carriage-return progress lines are reduced to their final state; long text outputs are
+   collapsed (``hide-output``).
    stderr is removed from the pages by ``nb_output_stderr: remove`` in _config.yml.
 4. Builds ``_build/html`` with ``jupyter-book build . --all -W -n --keep-going`` (warnings are errors).
 5. Checks the HTML with tools/check_html.py (pages, images, local MathJax, internal links).
@@ -31,12 +35,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
-CHAPTERS = ROOT / "book" / "chapters"
-BUILD = ROOT / "_build"
-HTML = BUILD / "html"
-CHAPTER_PREFIX = "book/chapters/"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bookfiles import (BUILD, CHAPTER_PREFIX, CHAPTERS, HTML, NOTEBOOKS, ROOT, SETUP_TAG,  # noqa: E402
+                       chapter_names, repository, setup_source, toc_files)
+
 # The profile whose runs are committed under results/ (so `make book` trains nothing): the book's grid,
 # 7 variants x 3 seeds. `--profile lab` builds from the small lab runs, also committed.
 DEFAULT_PROFILE = "book"
@@ -45,6 +47,8 @@ SMOKE_RESULTS = BUILD / "results-smoke"
 KERNEL = "python3"  # the venv's own ipykernel: jupyter_client runs it with sys.executable
 LONG_OUTPUT_LINES = 25  # text outputs longer than this are collapsed behind a toggle
 HIDDEN_TAGS = ("parameters", "injected-parameters")
+# the setup cell stays on the page behind a toggle: a reader opening the chapter elsewhere sees what it installs
+FOLDED_TAGS = (SETUP_TAG,)
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
@@ -60,33 +64,6 @@ def _ensure_venv() -> None:
     if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
         os.environ["AWD_BOOK_NO_REEXEC"] = "1"
         os.execv(str(venv_python), [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]])
-
-
-def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
-    """All docnames listed in the TOC (root first), in reading order."""
-    import yaml
-
-    toc = yaml.safe_load(toc_path.read_text())
-    found: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    found.append(node[key])
-            for key in ("parts", "chapters", "sections", "entries", "subtrees"):
-                walk(node.get(key))
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return [re.sub(r"\.(ipynb|md)$", "", f) for f in found]
-
-
-def chapter_names(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
-    """Names (``NN_name``) of the TOC pages that are built from notebooks/."""
-    return [f[len(CHAPTER_PREFIX):] for f in toc_files(toc_path) if f.startswith(CHAPTER_PREFIX)]
 
 
 def _parse_value(text: str):
@@ -120,6 +97,8 @@ def prepare_for_book(nb) -> dict:
         if any(_has_tag(cell, t) for t in HIDDEN_TAGS):
             _add_tag(cell, "remove-cell")
             stats["hidden"] += 1
+        elif any(_has_tag(cell, t) for t in FOLDED_TAGS):
+            _add_tag(cell, "hide-cell")
         outputs = []
         for out in cell.get("outputs", []):
             if out.get("output_type") in ("display_data", "execute_result") and WIDGET_MIME in out.get("data", {}):
@@ -141,6 +120,52 @@ def prepare_for_book(nb) -> dict:
             stats["collapsed"] += 1
     nb.metadata.pop("widgets", None)
     return stats
+
+
+def setup_problems(names: list[str]) -> list[str]:
+    """Chapters whose setup cell is missing, misplaced (it must follow the parameters cell) or differs from
+    `bookfiles.setup_source` (the repository of _config.yml)."""
+    import nbformat
+
+    expected, problems = setup_source(), []
+    for name in names:
+        code = [c for c in nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells if c.cell_type == "code"]
+        tags = [c.metadata.get("tags", []) for c in code]
+        if len(code) < 2 or "parameters" not in tags[0] or SETUP_TAG not in tags[1]:
+            problems.append(f"notebooks/{name}.ipynb: the second code cell, after the parameters, must be the "
+                            f"cell tagged {SETUP_TAG!r}")
+        elif code[1].source != expected:
+            problems.append(f"notebooks/{name}.ipynb: its setup cell differs from the one _config.yml's "
+                            "repository gives")
+    return problems
+
+
+def write_setup(names: list[str]) -> None:
+    """Put `bookfiles.setup_source` into each chapter, right after its parameters cell."""
+    import nbformat
+    from nbformat.v4 import new_code_cell
+
+    for name in names:
+        path = NOTEBOOKS / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        setup = [c for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
+        if setup:
+            setup[0].source = setup_source()
+        else:
+            at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+            cell = new_code_cell(setup_source(), metadata={"tags": [SETUP_TAG]})
+            if (nb.nbformat, nb.nbformat_minor) < (4, 5):
+                cell.pop("id")  # cell ids came with nbformat 4.5
+            nb.cells.insert(at + 1, cell)
+        nbformat.write(nb, path)
+        print(f"setup cell written: {path.relative_to(ROOT)}")
+
+
+def source_spec() -> str:
+    """The pip source of this build: _config.yml's repository at the commit checked out here."""
+    url, branch = repository()
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return f"git+{url}@{proc.stdout.strip() if proc.returncode == 0 else branch}"
 
 
 def execute(names: list[str], parameters: dict, kernel: str = KERNEL) -> None:
@@ -215,14 +240,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip papermill; build from the executed notebooks already in book/chapters/")
     parser.add_argument("--no-html", action="store_true", help="execute only; do not build the HTML")
     parser.add_argument("--no-check", action="store_true", help="skip tools/check_html.py after the build")
+    parser.add_argument("--write-setup", action="store_true",
+                        help="write the setup cell (from _config.yml's repository) into every chapter and stop")
     parser.add_argument("--kernel", default=KERNEL, help=f"Jupyter kernel name (default: {KERNEL})")
     args = parser.parse_args(argv)
 
     names = chapter_names()
     if not names:
         raise SystemExit(f"_toc.yml lists no {CHAPTER_PREFIX}* pages")
-    parameters = {"profile": args.profile}
-    if not args.train and args.profile != "smoke":
+    if args.write_setup:
+        write_setup(names)
+        return 0
+    problems = setup_problems(names)
+    if problems:
+        raise SystemExit("\n".join(problems) + "\nfix: tools/build_book.py --write-setup")
+    parameters = {"profile": args.profile, "awd_source": source_spec()}
+    if args.train:
+        parameters["train_missing"] = True
+    elif args.profile != "smoke":
         os.environ["AWD_NO_TRAIN"] = "1"  # read by awd.report.ensure_runs in the chapters' kernels
     if args.profile == "smoke":
         parameters["results_dir"] = str(SMOKE_RESULTS)
@@ -247,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_html:
         build_html()
         if not args.no_check:
-            sys.path.insert(0, str(Path(__file__).resolve().parent))
             import check_html
 
             problems = check_html.check_site(HTML)

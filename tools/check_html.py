@@ -24,7 +24,9 @@ from urllib.parse import unquote, urlsplit
 
 from bs4 import BeautifulSoup, NavigableString
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bookfiles import CHAPTER_PREFIX, HTML, TOC, toc_files  # noqa: E402
+
 MATHJAX_SCRIPT = "_static/mathjax/tex-chtml.js"
 MATHJAX_FONTS = "_static/mathjax/output/chtml/fonts/woff-v2"
 CDN_PATTERN = re.compile(r"(cdn\.jsdelivr\.net|cdnjs\.cloudflare\.com|unpkg\.com|mathjax\.org|polyfill\.io)", re.I)
@@ -160,11 +162,8 @@ def check_page(html_dir: Path, page: Path, chapter: bool = False) -> list[str]:
     return problems
 
 
-def check_site(html_dir: Path, toc_path: Path = ROOT / "_toc.yml") -> list[str]:
+def check_site(html_dir: Path, toc_path: Path = TOC) -> list[str]:
     """All problems found in the site at html_dir (an empty list means it passed)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from build_book import CHAPTER_PREFIX, toc_files
-
     html_dir = Path(html_dir).resolve()
     _ids.cache_clear()
     if not (html_dir / "index.html").is_file():
@@ -185,7 +184,7 @@ def check_site(html_dir: Path, toc_path: Path = ROOT / "_toc.yml") -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    html_dir = Path(argv[0]) if argv else ROOT / "_build" / "html"
+    html_dir = Path(argv[0]) if argv else HTML
     problems = check_site(html_dir)
     for p in problems:
         print(p)

@@ -1,0 +1,57 @@
+"""The figures' one mapping from variant to look: complete, unambiguous, and used by `curves`."""
+import itertools
+
+import matplotlib
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from awd.experiments import VARIANTS  # noqa: E402
+from awd.report import VARIANT_LOOKS, curves, variant_colors, variant_look  # noqa: E402
+
+
+def _lab(hex_color: str):
+    """CIELAB (D65) of an sRGB colour: distances in it are roughly what the eye tells apart."""
+    rgb = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    xyz = [sum(m * c for m, c in zip(row, lin)) for row in
+           ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))]
+    f = [t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29
+         for t in (xyz[0] / 0.95047, xyz[1], xyz[2] / 1.08883)]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+def _delta_e(a: str, b: str) -> float:
+    return sum((x - y) ** 2 for x, y in zip(_lab(a), _lab(b))) ** 0.5
+
+
+def test_every_variant_has_a_look_of_its_own():
+    assert set(VARIANT_LOOKS) == set(VARIANTS), "add the new variants to awd.report.VARIANT_LOOKS"
+    looks = list(VARIANT_LOOKS.values())
+    assert len(set(looks)) == len(looks), "two variants share colour and line style"
+    assert variant_colors()["full"] == variant_look("full")["color"]
+    with pytest.raises(KeyError, match="VARIANT_LOOKS"):
+        variant_look("no such variant")
+
+
+def test_different_hues_are_far_apart():
+    """Two variants either share a hue (and then differ in dash) or have hues far apart: the colorblind
+    palette's two oranges (#de8f05, #d55e00), which readers mixed up, are 26 apart, and fail this."""
+    hues = {color for color, _ in VARIANT_LOOKS.values()}
+    for a, b in itertools.combinations(sorted(hues), 2):
+        assert _delta_e(a, b) > 30, f"{a} and {b} are too alike (CIELAB distance {_delta_e(a, b):.0f})"
+    assert _delta_e("#de8f05", "#d55e00") < 30
+
+
+def test_curves_draw_each_variant_in_its_look_with_the_legend_outside():
+    history = pd.DataFrame([dict(variant=v, epoch=e, seed=s, val_ppl=100 + e + s)
+                            for v in ("full", "2017 mask") for e in (1, 2, 3) for s in (0, 1)])
+    ax = curves(history)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for variant in ("full", "2017 mask"):
+        look = variant_look(variant)
+        assert matplotlib.colors.to_hex(lines[variant].get_color()) == look["color"]
+        assert lines[variant].get_linestyle() == look["linestyle"]
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 > ax.get_window_extent().x1
