@@ -16,6 +16,7 @@ import pytest
 from awd.config import ConfigError
 from awd.experiments import run_grid, variant_config
 from awd.train import load_run
+from test_train import interrupted_in_epoch  # killed in epoch N, as test_train's resume tests do
 
 S = importlib.import_module("awd.slurm")
 T = importlib.import_module("awd.train")
@@ -141,18 +142,7 @@ def test_a_preempted_run_is_requeued_and_ends_as_the_uninterrupted_one(cluster, 
 
 def test_a_corrupted_checkpoint_is_reported_and_never_resumed_from(cluster, local_grid, tmp_path, monkeypatch):
     cfg = smoke("full").replace(threads=1)
-    real, calls = T.train_epoch, []
-
-    def dies_in_epoch_3(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(T, "train_epoch", dies_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        T.train(cfg, results_dir=tmp_path)
-    monkeypatch.setattr(T, "train_epoch", real)
+    interrupted_in_epoch(3, cfg, tmp_path, monkeypatch)
     checkpoint = tmp_path / cfg.run_id() / "checkpoint.pt"
     data = bytearray(checkpoint.read_bytes())
     for i in range(20):
