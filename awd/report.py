@@ -156,9 +156,9 @@ def page_runs(variants, profile: str = "book", seeds=None, dataset: str = "ptb",
     if (profile in QUICK_PROFILES or retrain or train_missing) and not os.environ.get(NO_TRAIN_ENV):
         ensure_runs(variants, profile, seeds, dataset, results_dir, retrain=retrain, train_missing=True,
                     **overrides)
-    runs, _ = stored_runs(dict.fromkeys([*TABLE_ROWS, *variants]), profile, seeds, dataset, results_dir, **overrides)
-    _, missing = stored_runs(variants, profile, seeds, dataset, results_dir, **overrides)
-    return runs, missing
+    runs, missing = stored_runs(dict.fromkeys([*TABLE_ROWS, *variants]), profile, seeds, dataset, results_dir,
+                                **overrides)
+    return runs, [cfg for cfg in missing if variant_of(cfg) in variants]
 
 
 def history_frame(runs: list[Run]) -> pd.DataFrame:
@@ -297,7 +297,7 @@ def ablation_verdicts(runs: list[Run], rows=TABLE_ROWS, baseline: str = "full") 
     - The verdict: "worse" or "better" where the Holm-adjusted p-value is below 1 - LEVEL, otherwise "within the
       spread" (no direction); rows with fewer than MIN_SEEDS finished seeds get none, untrained rows say so.
     """
-    finished = [r for r in runs if r.finished and r.summary.get("status") == "finished"]
+    finished = [r for r in runs if r.summary.get("status") == "finished"]
     by_variant = {}
     for r in finished:
         by_variant.setdefault(variant_of(r.config), []).append(r)
