@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import PAPER_ABLATIONS, VARIANTS, resolve_seeds, variant_config, variant_of
+from .experiments import PAPER_ABLATIONS, VARIANTS, resolve_seeds, stored_runs, variant_config, variant_of
 from .train import Run, is_finished, train
 
 # Set by tools/build_book.py: the book's build shows the committed runs and trains nothing, at any profile.
@@ -364,6 +364,43 @@ def row_sentence(table: pd.DataFrame, variant: str) -> str:
         return base + f", Δ test {row['Δ test']:+.1f} against the full model; no interval or verdict below 3 seeds."
     return (base + f", Δ test {row['Δ test']:+.1f} [{row['CI low']:+.1f}, {row['CI high']:+.1f}] (95%, "
             f"{row['test']}); Holm-adjusted p = {row['p (Holm)']:.2g} over the table: **{row['verdict']}**.")
+
+
+def lab_note(variants, results_dir=None, dataset: str = "ptb", baseline: str = "full") -> str:
+    """What the committed `lab` runs (seed 0) show for ``variants`` (rows of ``TABLE_ROWS``) against
+    ``baseline``, beside the book's verdicts (``ablation_verdicts`` of the book's runs), for the exercises that send readers to `lab`. One lab
+    seed gives a direction, not a measured difference; where it points against the book's verdict, or the book
+    finds no direction, the note says so."""
+    from .book import results_dir as committed
+    results_dir = Path(results_dir) if results_dir else committed()
+    lab, _ = stored_runs([baseline, *variants], "lab", [0], dataset, results_dir)
+    lab_val = {variant_of(r.config): r.summary["best_val_ppl"] for r in lab}
+    # the verdicts of the whole table (Holm over all its rows), as every chapter shows them
+    book, _ = stored_runs(TABLE_ROWS, "book", None, dataset, results_dir)
+    verdicts = ablation_verdicts(book, baseline=baseline)["verdict"]
+    if baseline not in lab_val:
+        return f"The `lab` profile's {baseline} model has no committed run to compare with."
+    parts = []
+    for v in variants:
+        if v not in lab_val:
+            parts.append(f"{v} has no committed lab run")
+            continue
+        if abs(lab_val[v] - lab_val[baseline]) < 0.05:  # e.g. SGD where NT-ASGD never fires: the same run
+            parts.append(f"**{v} {lab_val[v]:.0f}, the same as the full model**")
+            continue
+        side = "worse" if lab_val[v] > lab_val[baseline] else "better"
+        text = f"{v} {lab_val[v]:.0f}, {side}"
+        book_says = verdicts.get(v, "not trained")
+        if book_says == side:
+            parts.append(text + " as in the book")
+        elif book_says in ("worse", "better"):
+            parts.append(f"**{text}, where the book's runs find it {book_says}**")
+        elif book_says == "within the spread":
+            parts.append(text + ", where the book's runs cannot tell it from the full model")
+        else:
+            parts.append(text + f" (the book's runs: {book_says})")
+    return (f"At the `lab` profile (the committed runs, seed 0, best validation perplexity; the full model "
+            f"{lab_val[baseline]:.0f}): " + "; ".join(parts) + ". One seed gives a direction, not an interval.")
 
 
 def missing_note(missing, results_dir="results") -> str:

@@ -72,3 +72,27 @@ def test_results_are_fetched_from_the_commit_the_package_came_from(tmp_path):
     assert (got / "run-a" / "summary.json").is_file() and not (tmp_path / "cache" / "README.md").exists()
     with pytest.raises(RuntimeError, match="could not fetch results/"):
         awd.book.fetch_results(repo.as_uri(), "0" * 40, dest=tmp_path / "other")
+
+
+def test_the_lab_note_names_where_lab_points_against_the_books_verdict(tmp_path):
+    """awd.report.lab_note: lab's seed-0 direction beside the book's Holm-corrected verdict, for the exercises."""
+    def store(variant, profile, seed, val, test):
+        cfg = variant_config(variant, profile, seed)
+        run = tmp_path / cfg.run_id()
+        run.mkdir()
+        (run / "config.json").write_text(cfg.to_json())
+        (run / "summary.json").write_text(json.dumps(
+            {"status": "finished", "best_val_ppl": val, "test_ppl": test, "wall_time_s": 60.0}))
+    for seed, t in enumerate([100.0, 101.0, 102.0]):
+        store("full", "book", seed, t + 3, t)
+        store("no dropout", "book", seed, t + 33, t + 30)   # clearly worse in the book
+        store("no weight drop", "book", seed, t + 3.5, t + 0.5 * (-1) ** seed)  # no direction in the book
+    store("full", "lab", 0, 300.0, 290.0)
+    store("no dropout", "lab", 0, 280.0, 270.0)        # better at lab: against the book
+    store("no weight drop", "lab", 0, 310.0, 300.0)
+    store("SGD", "lab", 0, 300.0, 290.0)               # NT-ASGD never fired: the same run as full
+    note = awd.report.lab_note(["no dropout", "no weight drop", "SGD", "no tying"], results_dir=tmp_path)
+    assert "**no dropout 280, better, where the book's runs find it worse**" in note
+    assert "no weight drop 310, worse, where the book's runs cannot tell it from the full model" in note
+    assert "**SGD 300, the same as the full model**" in note
+    assert "no tying has no committed lab run" in note and "the full model 300" in note
