@@ -40,7 +40,7 @@ grid-wt2: venv
 	$(PY) -m awd grid --profile $(or $(PROFILE),book) --dataset wikitext-2
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
