@@ -368,18 +368,18 @@ def row_sentence(table: pd.DataFrame, variant: str) -> str:
 
 def lab_note(variants, results_dir=None, dataset: str = "ptb", baseline: str = "full") -> str:
     """What the committed `lab` runs (seed 0) show for ``variants`` (rows of ``TABLE_ROWS``) against
-    ``baseline``, beside the book's verdicts (``ablation_verdicts`` of the book's runs), for the exercises that send readers to `lab`. One lab
-    seed gives a direction, not a measured difference; where it points against the book's verdict, or the book
-    finds no direction, the note says so."""
+    ``baseline``, beside the book's verdicts (``ablation_verdicts`` of the book's runs), for the exercises that
+    send readers to `lab`. One lab seed gives a direction, not a measured difference; where it points against
+    the book's verdict, or the book finds no direction, the note says so."""
     from .book import results_dir as committed
     results_dir = Path(results_dir) if results_dir else committed()
     lab, _ = stored_runs([baseline, *variants], "lab", [0], dataset, results_dir)
     lab_val = {variant_of(r.config): r.summary["best_val_ppl"] for r in lab}
+    if baseline not in lab_val:
+        return f"The `lab` profile's {baseline} model has no committed run to compare with."
     # the verdicts of the whole table (Holm over all its rows), as every chapter shows them
     book, _ = stored_runs(TABLE_ROWS, "book", None, dataset, results_dir)
     verdicts = ablation_verdicts(book, baseline=baseline)["verdict"]
-    if baseline not in lab_val:
-        return f"The `lab` profile's {baseline} model has no committed run to compare with."
     parts = []
     for v in variants:
         if v not in lab_val:
