@@ -39,11 +39,19 @@ grid: venv
 grid-wt2: venv
 	$(PY) -m awd grid --profile $(or $(PROFILE),book) --dataset wikitext-2
 
+# two pytest workers, one per core, each torch single-threaded (two-thread torches beside each other
+# thrash: the smoke pointer evaluation of chapter 6, 2.4 s on one thread, took 50 s on two beside
+# the grid's runs). --dist loadfile keeps a file's tests, and so its session fixtures, in one worker:
+# the smoke build of the book (tests/test_book.py), a chapter's in-repo run (tests/test_chapters.py),
+# the Slurm cluster (tests/test_slurm.py). (Not loadgroup: on pytest 9.2 it silently stops grouping,
+# pytest-dev/pytest-xdist#1386.)
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(or $(WORKERS),2) --dist loadfile
+
 test: venv
-	$(PY) -m pytest -q --durations=25
+	$(PYTEST) --durations=25
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: venv
 	$(PY) -m awd bench

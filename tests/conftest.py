@@ -14,3 +14,4 @@ def data_dir() -> Path:
             pytest.fail("CI must set AWD_DATA_DIR to a folder holding ptb/ (e.g. ../shared/data)")
         pytest.skip("set AWD_DATA_DIR to a folder holding ptb/train.txt etc. (e.g. ../shared/data)")
     return root
+
