@@ -225,3 +225,26 @@ def test_every_chapter_carries_the_setup_cell_of_the_configured_repository(tmp_p
     moved = tmp_path / "_config.yml"
     moved.write_text(bookfiles.CONFIG.read_text().replace(url, "https://example.org/fork/awd"))
     assert '"git+https://example.org/fork/awd@main"' in bookfiles.setup_source(moved)
+
+
+def test_each_chapter_is_titled_with_its_place_in_the_table_of_contents():
+    """The pages of the TOC's "Chapters" part are titled "N. ..." in their order (the summary once said "5."
+    as the seventh chapter); the other parts' pages carry no number."""
+    import re
+
+    import nbformat
+    import yaml
+
+    parts = yaml.safe_load(bookfiles.TOC.read_text())["parts"]
+    for part in parts:
+        for place, entry in enumerate(part["chapters"], start=1):
+            if not entry["file"].startswith(bookfiles.CHAPTER_PREFIX):
+                continue
+            name = entry["file"][len(bookfiles.CHAPTER_PREFIX):]
+            nb = nbformat.read(build_book.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+            title = next(c.source for c in nb.cells if c.cell_type == "markdown").splitlines()[0]
+            number = re.match(r"# (\d+)\. ", title)
+            if part["caption"] == "Chapters":
+                assert number and int(number.group(1)) == place, f"{name}: {title!r} is chapter {place}"
+            else:
+                assert not number, f"{name}: {title!r} is in the part {part['caption']!r}, not a chapter"
