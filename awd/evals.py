@@ -184,6 +184,31 @@ WEIGHTS = {"best.pt": ("best_val_ppl",), BEFORE_FINETUNE: ("before_finetune", "b
 MODEL_NAMES = {"best.pt": "fine-tuned", BEFORE_FINETUNE: "full"}  # what each file of a fine-tuned run is
 EVALS = "evals.json"
 HALF = ".fp16.pt"  # the committed copy of a run's weights: half precision, a few MB
+# results/retrained/<run id>/: a committed run trained again, to evaluate its weights (no weights are committed)
+RETRAINED = "retrained"
+
+
+def model_name(run, name: str) -> str:
+    """What the weights ``name`` of ``run`` are: a fine-tuned run keeps two models (its training stage, a full
+    model, and the fine-tuned one); any other run's best weights are its variant's model."""
+    from .experiments import variant_of
+    return MODEL_NAMES[name] if run.config.finetune_epochs else variant_of(run.config)
+
+
+def with_weights(run, results_dir: str | Path):
+    """The run whose weights stand for ``run`` in an evaluation: ``run`` itself when its folder kept weights,
+    else its copy under ``results_dir/retrained/`` (the same config and seed trained again where the weights
+    stayed: its own run, with its own history, since floating point on another CPU takes another trajectory),
+    else None."""
+    if any((run.path / name).exists() for name in WEIGHTS) or (run.path / EVALS).exists():
+        return run
+    copy = Path(results_dir) / RETRAINED / run.path.name
+    if (copy / "summary.json").exists():
+        again = load_run(copy)
+        if again.config.run_id() != run.config.run_id():
+            raise ValueError(f"{copy} holds {again.config.run_id()}, not a retrain of {run.config.run_id()}")
+        return again
+    return None
 
 
 def save_half(run_dir: str | Path, name: str = BEFORE_FINETUNE) -> Path:
@@ -206,8 +231,8 @@ def evals_frame(runs) -> "pandas.DataFrame":
         if not path.exists():
             continue
         for name, e in json.loads(path.read_text()).items():
-            row = dict(variant=variant_of(run.config), seed=run.config.seed,
-                       model=MODEL_NAMES.get(name, variant_of(run.config)), weights=name)
+            row = dict(variant=variant_of(run.config), seed=run.config.seed, model=model_name(run, name),
+                       weights=name)
             if "pointer" in e:
                 ptr = e["pointer"]
                 row.update({"val": ptr["val_ppl_no_cache"], "val + pointer": ptr["val_ppl"],

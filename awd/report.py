@@ -577,6 +577,57 @@ def listing(items) -> str:
     return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def retrained_note(runs: list[Run], evaluated: list[Run]) -> str:
+    """Where the evaluated models that stand in for committed runs come from (``evals.with_weights``): a
+    retrained copy is named with its machine, commit and best validation perplexity beside the committed run's."""
+    from . import evals
+    committed = {r.config.run_id(): r for r in runs}
+    out = []
+    for again in evaluated:
+        run = committed.get(again.config.run_id())
+        if run is None or run.path == again.path:
+            continue  # the run kept its own weights
+        a, b, cfg = again.summary, run.summary, again.config
+        out.append(
+            f"The committed runs keep no weights, so the {variant_of(cfg)} model is seed {cfg.seed} trained "
+            f"again, with its weights kept (`results/{evals.RETRAINED}/{again.path.name}/`): on "
+            f"{a.get('device_name')} at commit `{a.get('git_commit', '?')[:7]}`, where the committed run "
+            f"trained on {b.get('device_name')} at `{b.get('git_commit', '?')[:7]}`. Its best validation "
+            f"perplexity is {a['best_val_ppl']:.2f}, the committed run's {b['best_val_ppl']:.2f}: the same "
+            f"config and seed on another CPU take another trajectory (floating-point sums differ in their last "
+            f"bits, and {cfg.epochs} epochs at a learning rate of {cfg.lr:g} amplify that), so the copy is its "
+            f"own run, evaluated as itself.")
+    return " ".join(out)
+
+
+def mc_curves(runs: list[Run], ax=None):
+    """MC dropout's validation perplexity against the number of passes K, one line per evaluated model (each
+    run's ``evals.json``), in its variant's colour, with the same model's deterministic evaluation dotted."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from . import evals
+    from .experiments import variant_of
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6))
+    for run in runs:
+        path = run.path / evals.EVALS
+        for name, e in (json.loads(path.read_text()).items() if path.exists() else []):
+            mc = e.get("mc_dropout")
+            if not mc:
+                continue
+            model = evals.model_name(run, name)  # a fine-tuned run's training stage is the full model
+            look = variant_look({"fine-tuned": variant_of(run.config)}.get(model, model))
+            ax.plot(mc["samples"], mc["val_ppl_by_samples"], label=f"{model}, seed {run.config.seed}", **look)
+            ax.axhline(mc["val_ppl_deterministic"], ls=":", color=look["color"], lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("K (passes)")
+    ax.set_ylabel("validation perplexity")
+    ax.set_title("MC dropout against K (dotted: the same model, dropout off)")
+    return legend_outside(ax)
+
+
 def profile_note(runs: list[Run]) -> str:
     """A sentence naming the profile(s), dataset and seeds the page's runs come from."""
     df = summary_frame(runs)

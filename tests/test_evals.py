@@ -93,6 +93,36 @@ def test_evals_of_a_smoke_run(tmp_path):
     assert mc["val_ppl_by_samples"] == pytest.approx([mc["val_ppl_deterministic"]] * 3, rel=1e-6)
     assert mc["chosen_samples"] == 1
 
+    from awd.evals import evals_frame
+    models = evals_frame([run, quiet]).set_index("weights", append=True).model.tolist()
+    assert models == ["fine-tuned", "full", "no dropout"]  # only a fine-tuned run's best.pt is "fine-tuned"
+
+
+@needs_data
+def test_a_run_without_weights_is_evaluated_through_its_retrained_copy(tmp_path):
+    """A committed run keeps no weights; its copy under retrained/ (same config and seed, trained again) stands
+    for it, and a folder there that holds another run is refused."""
+    import shutil
+
+    from awd.evals import RETRAINED, with_weights
+    from awd.experiments import variant_config
+    from awd.train import load_run, train
+    cfg = variant_config("standard dropout", "smoke", 0, progress=False, epochs=1)
+    again = train(cfg, results_dir=tmp_path / RETRAINED)
+    committed = tmp_path / again.path.name
+    committed.mkdir()
+    for name in ("config.json", "history.csv", "summary.json"):
+        shutil.copy(again.path / name, committed)
+    assert with_weights(load_run(committed), tmp_path).path == again.path
+    assert with_weights(again, tmp_path).path == again.path          # it kept its own weights
+    (again.path / "best.pt").unlink()
+    assert with_weights(again, tmp_path / "elsewhere") is None
+    other = train(variant_config("full", "smoke", 0, progress=False, epochs=1), results_dir=tmp_path / "x")
+    shutil.rmtree(again.path)
+    shutil.copytree(other.path, again.path)
+    with pytest.raises(ValueError, match="not a retrain of"):
+        with_weights(load_run(committed), tmp_path)
+
 
 @needs_data
 def test_weights_that_are_not_the_runs_are_refused(tmp_path):
