@@ -217,7 +217,17 @@ def save_half(run_dir: str | Path, name: str = BEFORE_FINETUNE) -> Path:
     run_dir = Path(run_dir)
     state = load_verified(run_dir / name, "cpu")
     path = run_dir / (Path(name).stem + HALF)
-    atomic_torch_save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, path)  # digest too
+    # a tied decoder's weight is the encoder's tensor: convert each tensor once, so that torch.save stores it
+    # once (converting key by key would store the embedding twice, half of the file again)
+    halves, out = {}, {}
+    for k, v in state.items():
+        if v.is_floating_point():
+            same = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), v.stride())
+            if same not in halves:
+                halves[same] = v.half()
+            v = halves[same]
+        out[k] = v
+    atomic_torch_save(out, path)  # digest too
     return path
 
 

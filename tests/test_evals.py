@@ -134,3 +134,23 @@ def test_weights_that_are_not_the_runs_are_refused(tmp_path):
     (a.path / "best.pt").write_bytes((b.path / "best.pt").read_bytes())
     with pytest.raises(RuntimeError, match="not the run's"):
         evaluate_run(a.path, "cpu", mc=False, progress=False)
+
+
+@needs_data
+def test_half_precision_weights_store_a_tied_embedding_once_and_load_back(tmp_path):
+    """save_half: 2 bytes per parameter (the tied decoder's weight is the encoder's, stored once), read back
+    by load_weights as float32 into the tied model, with the run's validation perplexity to half precision."""
+    from awd.data import Corpus, batchify
+    from awd.evals import load_weights, save_half
+    from awd.experiments import variant_config
+    from awd.train import evaluate, train
+    run = train(variant_config("full", "smoke", 0, progress=False, epochs=1), results_dir=tmp_path)
+    path = save_half(run.path, "best.pt")
+    params = run.summary["params"]  # the model's parameters, the tied matrix counted once
+    assert 2 * params < path.stat().st_size < 2 * params + 100_000
+    cfg = run.config
+    corpus = Corpus.load(cfg.dataset, data_dir=cfg.data_dir)
+    model = load_weights(run.path, path.name, cfg, len(corpus.dictionary), "cpu")
+    assert model.decoder.weight is model.encoder.weight
+    val = batchify(corpus.valid[:cfg.max_eval_tokens], cfg.eval_batch_size)
+    assert math.exp(evaluate(model, val, cfg.bptt)) == pytest.approx(run.summary["best_val_ppl"], rel=1e-2)
