@@ -360,8 +360,10 @@ def row_sentence(table: pd.DataFrame, variant: str) -> str:
             f"{row['test ppl']:.1f}")
     if "Δ test" not in row or pd.isna(row.get("Δ test")):
         return base + "."
+    against = ("its own training stage" if str(row.get("test", "")).endswith("its own training stage")
+               else "the full model")
     if pd.isna(row.get("CI low")):
-        return base + f", Δ test {row['Δ test']:+.1f} against the full model; no interval or verdict below 3 seeds."
+        return base + f", Δ test {row['Δ test']:+.1f} against {against}; no interval or verdict below 3 seeds."
     return (base + f", Δ test {row['Δ test']:+.1f} [{row['CI low']:+.1f}, {row['CI high']:+.1f}] (95%, "
             f"{row['test']}); Holm-adjusted p = {row['p (Holm)']:.2g} over the table: **{row['verdict']}**.")
 

@@ -55,3 +55,33 @@ def test_curves_draw_each_variant_in_its_look_with_the_legend_outside():
         assert lines[variant].get_linestyle() == look["linestyle"]
     legend = ax.get_legend()
     assert legend is not None and legend.get_bbox_to_anchor().x0 > ax.get_window_extent().x1
+
+
+def _run(tmp_path, variant: str, seed: int, test_ppl: float, before=None):
+    """A finished run folder with only what ablation_verdicts reads."""
+    import json
+
+    from awd.experiments import variant_config
+    from awd.train import load_run
+    cfg = variant_config(variant, "smoke", seed)
+    path = tmp_path / cfg.run_id()
+    path.mkdir()
+    (path / "config.json").write_text(cfg.to_json())
+    summary = dict(status="finished", best_val_ppl=test_ppl + 5, test_ppl=test_ppl)
+    if before is not None:
+        summary["before_finetune"] = dict(best_val_ppl=before + 5, test_ppl=before)
+    (path / "summary.json").write_text(json.dumps(summary))
+    return load_run(path)
+
+
+def test_a_rows_sentence_names_what_it_is_compared_with(tmp_path):
+    """The fine-tuned row is measured against its own training stage, every other row against the full model;
+    below 3 seeds the sentence gives the difference with no interval and no verdict."""
+    from awd.report import ablation_verdicts, row_sentence
+    runs = [_run(tmp_path, "full", 0, 100.0), _run(tmp_path, "no dropout", 0, 110.0),
+            _run(tmp_path, "full (fine-tuned)", 0, 98.0, before=101.0)]
+    table = ablation_verdicts(runs)
+    assert row_sentence(table, "no dropout").endswith(
+        "Δ test +10.0 against the full model; no interval or verdict below 3 seeds.")
+    assert "Δ test -3.0 against its own training stage;" in row_sentence(table, "full (fine-tuned)")
+    assert row_sentence(table, "2017 mask") == "*2017 mask*: not trained yet."
