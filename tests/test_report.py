@@ -85,3 +85,27 @@ def test_a_rows_sentence_names_what_it_is_compared_with(tmp_path):
         "Δ test +10.0 against the full model; no interval or verdict below 3 seeds.")
     assert "Δ test -3.0 against its own training stage;" in row_sentence(table, "full (fine-tuned)")
     assert row_sentence(table, "2017 mask") == "*2017 mask*: not trained yet."
+
+
+def test_mc_curves_draw_each_evaluated_model_in_its_variants_look(tmp_path):
+    """One line per model of each run's evals.json: a fine-tuned run's training stage as the full model,
+    its fine-tuned weights as "full (fine-tuned)", any other run as its variant; a run without evals draws
+    nothing."""
+    import json
+
+    from awd.report import mc_curves
+    ft = _run(tmp_path, "full (fine-tuned)", 0, 98.0, before=101.0)
+    std = _run(tmp_path, "standard dropout", 0, 103.0)
+    bare = _run(tmp_path, "no dropout", 0, 110.0)
+    mc = dict(samples=[1, 2, 4], val_ppl_by_samples=[105.0, 104.0, 103.5], val_ppl_deterministic=104.5)
+    (ft.path / "evals.json").write_text(json.dumps({"best.pt": {"mc_dropout": mc},
+                                                    "best-before-finetune.pt": {"mc_dropout": mc}}))
+    (std.path / "evals.json").write_text(json.dumps({"best.pt": {"mc_dropout": mc}}))
+    ax = mc_curves([ft, std, bare])
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert set(lines) == {"fine-tuned, seed 0", "full, seed 0", "standard dropout, seed 0"}
+    for label, variant in (("fine-tuned, seed 0", "full (fine-tuned)"), ("full, seed 0", "full"),
+                           ("standard dropout, seed 0", "standard dropout")):
+        assert matplotlib.colors.to_hex(lines[label].get_color()) == variant_look(variant)["color"]
+        assert lines[label].get_linestyle() == variant_look(variant)["linestyle"]
+    assert list(lines["full, seed 0"].get_xdata()) == [1, 2, 4] and ax.get_xscale() == "log"
