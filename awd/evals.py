@@ -41,6 +41,12 @@ from .train import (BEFORE_FINETUNE, atomic_torch_save, atomic_write_text, evalu
 WINDOWS = (100, 200, 500, 1000, 2000)
 THETAS = (0.1, 0.25, 0.5, 1.0, 2.0)
 LAMBDAS = (0.05, 0.1, 0.15, 0.2, 0.3)
+# What others measured (the facts file, ../shared/reference/awd-lstm-facts.md): the paper's fine-tuned model
+# without and with the pointer, (val, test) each (Section 6); the settings of the reference code's README
+# (window, theta, lambda); Grave et al.'s own PTB model, test without and with their cache.
+PAPER_POINTER = {"ptb": ((60.0, 57.3), (53.9, 52.8)), "wikitext-2": ((68.6, 65.8), (53.8, 52.0))}
+REFERENCE_POINTER_SETTINGS = {"ptb": (500, 1.0, 0.1), "wikitext-2": (3785, 0.662, 0.1279)}
+GRAVE_PTB_TEST = (82.3, 72.1)
 MC_SAMPLES = 100
 # K is the smallest number of passes whose validation perplexity is within this fraction of the gain of all
 # MC_SAMPLES passes (more passes cost linearly and gain ever less).

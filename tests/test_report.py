@@ -109,3 +109,15 @@ def test_mc_curves_draw_each_evaluated_model_in_its_variants_look(tmp_path):
         assert matplotlib.colors.to_hex(lines[label].get_color()) == variant_look(variant)["color"]
         assert lines[label].get_linestyle() == variant_look(variant)["linestyle"]
     assert list(lines["full, seed 0"].get_xdata()) == [1, 2, 4] and ax.get_xscale() == "log"
+
+
+def test_the_pointer_sentence_gives_relative_changes_beside_the_papers():
+    from awd.report import pointer_sentence
+    scores = pd.DataFrame([dict(model="full", seed=s, val=200.0, test=190.0, window=500, theta=1.0,
+                                **{"val + pointer": 150.0, "test + pointer": 152.0, "lambda": 0.15})
+                           for s in (0, 1)])
+    text = pointer_sentence(scores, "ptb")
+    assert "(2 seeds, means)" in text and "from 200.0 to 150.0 (-25%)" in text and "(-20%)" in text
+    assert "60.0 → 53.9 (-10%)" in text and "W = 500, θ = 1, λ = 0.15" in text
+    assert "Grave" not in pointer_sentence(scores, "my-corpus")
+    assert pointer_sentence(scores.iloc[:0], "ptb") == ""
