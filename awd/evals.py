@@ -47,6 +47,8 @@ LAMBDAS = (0.05, 0.1, 0.15, 0.2, 0.3)
 PAPER_POINTER = {"ptb": ((60.0, 57.3), (53.9, 52.8)), "wikitext-2": ((68.6, 65.8), (53.8, 52.0))}
 REFERENCE_POINTER_SETTINGS = {"ptb": (500, 1.0, 0.1), "wikitext-2": (3785, 0.662, 0.1279)}
 GRAVE_PTB_TEST = (82.3, 72.1)
+# Gal & Ghahramani's large LSTM on PTB, test without and with MC dropout (the facts file)
+GAL_MC_TEST = (75.2, 73.4)
 MC_SAMPLES = 100
 # K is the smallest number of passes whose validation perplexity is within this fraction of the gain of all
 # MC_SAMPLES passes (more passes cost linearly and gain ever less).

@@ -605,6 +605,29 @@ def pointer_sentence(scores: pd.DataFrame, dataset: str = "ptb", model: str = "f
             f"{chosen}; the reference code's README sets W = {w}, θ = {th:g}, λ = {lam:g}.")
 
 
+def mc_sentence(scores: pd.DataFrame) -> str:
+    """MC dropout's change for each evaluated model (rows of ``evals.evals_frame``, means over seeds), beside
+    Gal & Ghahramani's; a fine-tuned model identical to its training stage is not repeated."""
+    from . import evals
+    rows = scores.dropna(subset=["val MC"]) if "val MC" in scores else scores.iloc[:0]
+    if not len(rows):
+        return ""
+    cols = ["val (dropout off)", "val MC", "test (dropout off)", "test MC", "K"]
+    means = rows.groupby("model", sort=False)[cols].mean()
+    if {"full", "fine-tuned"} <= set(means.index) and means.loc["full"].equals(means.loc["fine-tuned"]):
+        means = means.drop(index="fine-tuned")  # fine-tuning never beat the training stage: the same weights
+    parts = []
+    for model, m in means.iterrows():
+        n = int((rows.model == model).sum())
+        parts.append(f"the {model} model ({n} seed{'s' if n != 1 else ''}, K = {m['K']:.0f}) from "
+                     f"{m['val (dropout off)']:.1f} to {m['val MC']:.1f} on validation "
+                     f"({m['val MC'] / m['val (dropout off)'] - 1:+.1%}) and from {m['test (dropout off)']:.1f} "
+                     f"to {m['test MC']:.1f} on test ({m['test MC'] / m['test (dropout off)'] - 1:+.1%})")
+    g0, g1 = evals.GAL_MC_TEST
+    return (f"With K chosen on validation, MC dropout takes {'; '.join(parts)}. Gal and Ghahramani's large "
+            f"LSTM: {g0} → {g1} on test ({g1 / g0 - 1:+.1%}).")
+
+
 def retrained_note(runs: list[Run], evaluated: list[Run]) -> str:
     """Where the evaluated models that stand in for committed runs come from (``evals.with_weights``): a
     retrained copy is named with its machine, commit and best validation perplexity beside the committed run's."""

@@ -121,3 +121,14 @@ def test_the_pointer_sentence_gives_relative_changes_beside_the_papers():
     assert "60.0 → 53.9 (-10%)" in text and "W = 500, θ = 1, λ = 0.15" in text
     assert "Grave" not in pointer_sentence(scores, "my-corpus")
     assert pointer_sentence(scores.iloc[:0], "ptb") == ""
+
+
+def test_the_mc_sentence_gives_each_models_change_and_drops_a_fine_tuned_copy():
+    from awd.report import mc_sentence
+    row = {"val (dropout off)": 200.0, "val MC": 190.0, "test (dropout off)": 180.0, "test MC": 171.0, "K": 19}
+    scores = pd.DataFrame([dict(model="fine-tuned", seed=0, **row), dict(model="full", seed=0, **row),
+                           dict(model="standard dropout", seed=0, **{**row, "val MC": 180.0})])
+    text = mc_sentence(scores)
+    assert "fine-tuned" not in text and "the full model (1 seed, K = 19) from 200.0 to 190.0" in text
+    assert "(-5.0%)" in text and "(-10.0%)" in text and "75.2 → 73.4" in text
+    assert mc_sentence(scores.iloc[:0]) == ""
