@@ -588,18 +588,18 @@ def pointer_sentence(scores: pd.DataFrame, dataset: str = "ptb", model: str = "f
         return ""
     v0, v1, t0, t1 = (rows[c].mean() for c in ("val", "val + pointer", "test", "test + pointer"))
     n = len(rows)
+    change = (f"the pointer takes validation perplexity from {v0:.1f} to {v1:.1f} ({v1 / v0 - 1:+.0%}) and test "
+              f"from {t0:.1f} to {t1:.1f} ({t1 / t0 - 1:+.0%})")
     if dataset not in evals.PAPER_POINTER:
-        return (f"For the {model} model the pointer takes validation perplexity from {v0:.1f} to {v1:.1f} "
-                f"({v1 / v0 - 1:+.0%}) and test from {t0:.1f} to {t1:.1f} ({t1 / t0 - 1:+.0%}).")
+        return f"For the {model} model {change}."
     (pv0, pt0), (pv1, pt1) = evals.PAPER_POINTER[dataset]
     chosen = "; ".join(f"W = {r['window']:g}, θ = {r['theta']:g}, λ = {r['lambda']:g}" for _, r in rows.iterrows())
     w, th, lam = evals.REFERENCE_POINTER_SETTINGS[dataset]
     g0, g1 = evals.GRAVE_PTB_TEST
     seeds = f"{n} seeds, means" if n > 1 else "1 seed"
-    return (f"For the {model} model ({seeds}) the pointer takes validation perplexity from {v0:.1f} to "
-            f"{v1:.1f} ({v1 / v0 - 1:+.0%}) and test from {t0:.1f} to {t1:.1f} ({t1 / t0 - 1:+.0%}); for the "
-            f"paper's fine-tuned model, {pv0} → {pv1} ({pv1 / pv0 - 1:+.0%}) and {pt0} → {pt1} "
-            f"({pt1 / pt0 - 1:+.0%}); for Grave et al.'s own PTB model, {g0} → {g1} on test ({g1 / g0 - 1:+.0%}). "
+    return (f"For the {model} model ({seeds}) {change}; for the paper's fine-tuned model, {pv0} → {pv1} "
+            f"({pv1 / pv0 - 1:+.0%}) and {pt0} → {pt1} ({pt1 / pt0 - 1:+.0%}); for Grave et al.'s own PTB "
+            f"model, {g0} → {g1} on test ({g1 / g0 - 1:+.0%}). "
             f"The weaker the model, the more of the next word a memory of the recent text can still give: "
             f"relative gains at different perplexities are not the same quantity. Chosen on validation: "
             f"{chosen}; the reference code's README sets W = {w}, θ = {th:g}, λ = {lam:g}.")
@@ -659,7 +659,6 @@ def mc_curves(runs: list[Run], ax=None):
     import matplotlib.pyplot as plt
 
     from . import evals
-    from .experiments import variant_of
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.6))
     for run in runs:
