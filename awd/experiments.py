@@ -15,7 +15,7 @@ import csv
 import json
 import os
 import platform
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
@@ -166,7 +166,9 @@ def run_grid(configs: list[Config], results_dir: str | Path = "results", jobs: i
     """Train every config that is not finished yet; ``jobs`` single-thread runs side by side.
 
     Each run checkpoints every epoch, so an interrupted grid picks up where it stopped when asked again.
-    On 2 cores, two single-thread runs give about 1.2x the throughput of one two-thread run.
+    On 2 cores, two single-thread runs give about 1.2x the throughput of one two-thread run. A run that
+    another process is training (its lock is held: another grid, a notebook) is left for later, so that
+    several grids on one results folder share the work instead of waiting on each other's runs.
     """
     from .train import is_finished
     results_dir = Path(results_dir)
@@ -178,25 +180,44 @@ def run_grid(configs: list[Config], results_dir: str | Path = "results", jobs: i
     print(f"{len(configs) - len(todo)} of {len(configs)} runs already finished; training {len(todo)}", flush=True)
     done = []
     if jobs <= 1:
-        for cfg in todo:
+        while todo:
+            cfg = todo.pop(_next_free(todo, results_dir))
             done.append(_train_one(cfg.to_json(), str(results_dir)))
             write_index(results_dir)
     else:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_train_one, cfg.to_json(), str(results_dir)): cfg for cfg in todo}
+            running = {}
             try:
-                for fut in as_completed(futures):
-                    run_id = fut.result()
-                    done.append(run_id)
-                    print(f"finished {run_id} ({variant_of(futures[fut])})", flush=True)
-                    write_index(results_dir)
+                while todo or running:
+                    # a run is chosen when a worker is free, not queued up front: by then another grid may hold it
+                    while todo and len(running) < jobs:
+                        cfg = todo.pop(_next_free(todo, results_dir))
+                        running[pool.submit(_train_one, cfg.to_json(), str(results_dir))] = cfg
+                    ended, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in ended:
+                        cfg = running.pop(fut)
+                        done.append(fut.result())
+                        print(f"finished {done[-1]} ({variant_of(cfg)})", flush=True)
+                        write_index(results_dir)
             except BaseException:
-                # Ctrl-C (or a failed run) stops the grid: without this, leaving the `with` block waits for
-                # every queued run, and the workers start the next ones after the interrupted pair.
+                # Ctrl-C (or a failed run) stops the grid: the run still in progress stops with it and resumes
+                # from its last checkpoint next time.
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     write_index(results_dir)
     return done
+
+
+def _next_free(todo: list[Config], results_dir: Path) -> int:
+    """The index of the first run in ``todo`` that no other process is training; where all of them are being
+    trained, the first (training it then waits for its holder and reads the result)."""
+    from .train import lock_holder
+    for i, cfg in enumerate(todo):
+        holder = lock_holder(results_dir / cfg.run_id())
+        if holder is None:
+            return i
+        print(f"{cfg.run_id()}: {holder} is training it; leaving it for later", flush=True)
+    return 0
 
 
 # --- reading --------------------------------------------------------------------------------------------

@@ -363,9 +363,28 @@ def row_sentence(table: pd.DataFrame, variant: str) -> str:
     against = ("its own training stage" if str(row.get("test", "")).endswith("its own training stage")
                else "the full model")
     if pd.isna(row.get("CI low")):
-        return base + f", Δ test {row['Δ test']:+.1f} against {against}; no interval or verdict below 3 seeds."
+        return (base + f", Δ test {row['Δ test']:+.1f} against {against}; no interval or verdict below 3 seeds."
+                + paper_clause(row))
     return (base + f", Δ test {row['Δ test']:+.1f} [{row['CI low']:+.1f}, {row['CI high']:+.1f}] (95%, "
-            f"{row['test']}); Holm-adjusted p = {row['p (Holm)']:.2g} over the table: **{row['verdict']}**.")
+            f"{row['test']}); Holm-adjusted p = {row['p (Holm)']:.2g} over the table: **{row['verdict']}**."
+            + paper_clause(row))
+
+
+def paper_clause(row: pd.Series) -> str:
+    """Where the paper's Table 3 has the row: its difference, and whether our verdict points the same way. A
+    row within the spread gets no direction, so it neither agrees nor disagrees; it says so."""
+    paper = row.get("paper Δ test", np.nan)
+    if pd.isna(paper):
+        return ""
+    said = f" The paper's row: Δ test {paper:+.1f}"
+    verdict = row.get("verdict")
+    if verdict not in ("worse", "better", "within the spread"):
+        return said + "."
+    if verdict == "within the spread":
+        return said + "; ours is within the seed-to-seed spread at this scale, so it gives no direction to compare."
+    side = "worse" if paper > 0 else "better"
+    return said + ("; ours points the same way." if verdict == side else
+                   "; **ours points the other way**.")
 
 
 def lab_note(variants, results_dir=None, dataset: str = "ptb", baseline: str = "full") -> str:

@@ -76,6 +76,30 @@ def test_grid_trains_what_is_missing_and_writes_the_index(tmp_path, data_dir):
     assert Config.from_json((tmp_path / rows[0]["run_id"] / "config.json").read_text()).threads == 1
 
 
+def test_grid_leaves_a_run_that_another_process_holds_for_later(tmp_path, data_dir):
+    """Two grids on one folder share the work: a run whose lock is held is trained after the others, and
+    then only once its holder lets go (here: the test, as another grid would when it finishes it)."""
+    import threading
+    import time
+
+    from awd.train import is_finished, run_lock
+    held, free = (variant_config(v, "smoke", 0, epochs=1, progress=False) for v in ("full", "no tying"))
+    (tmp_path / held.run_id()).mkdir()
+    done = []
+    with run_lock(tmp_path / held.run_id()):
+        grid = threading.Thread(target=lambda: done.extend(run_grid([held, free], tmp_path)))
+        grid.start()
+        deadline = time.monotonic() + 120
+        while not is_finished(tmp_path / free.run_id()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert is_finished(tmp_path / free.run_id()), "the free run was not trained while the other was held"
+        time.sleep(1)
+        assert grid.is_alive() and not is_finished(tmp_path / held.run_id())  # waiting for the lock
+    grid.join(timeout=300)
+    assert done == [free.run_id(), held.run_id()]
+    assert is_finished(tmp_path / held.run_id())
+
+
 def test_seeds_parameter_accepts_what_papermill_passes():
     from awd.experiments import resolve_seeds
     assert resolve_seeds(None, "book") == [0, 1, 2] and resolve_seeds(None, "lab") == [0]

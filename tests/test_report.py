@@ -87,6 +87,27 @@ def test_a_rows_sentence_names_what_it_is_compared_with(tmp_path):
     assert row_sentence(table, "2017 mask") == "*2017 mask*: not trained yet."
 
 
+def test_a_rows_sentence_says_whether_the_papers_direction_holds(tmp_path):
+    """Beside the paper's row: the same way, the other way, or no direction to compare (within the spread, or
+    below 3 seeds); a row the paper's table lacks says nothing about the paper."""
+    from awd.report import ablation_verdicts, row_sentence
+    tests = {"full": (100.0, 101.0, 102.0), "no weight drop": (120.0, 121.0, 122.5),
+             "fixed BPTT": (90.0, 91.0, 89.5), "no weight decay": (100.5, 99.0, 103.0),
+             "no tying": (130.0, 131.0, 129.0), "no AR/TAR": (105.0,)}
+    runs = [_run(tmp_path, v, seed, t) for v, ts in tests.items() for seed, t in enumerate(ts)]
+    table = ablation_verdicts(runs)
+    assert table.loc["no weight drop", "verdict"] == "worse"  # the paper: 68.9 - 58.8
+    assert row_sentence(table, "no weight drop").endswith(
+        "The paper's row: Δ test +10.1; ours points the same way.")
+    assert table.loc["fixed BPTT", "verdict"] == "better"     # the paper: +0.1, worse
+    assert row_sentence(table, "fixed BPTT").endswith("+0.1; **ours points the other way**.")
+    assert table.loc["no weight decay", "verdict"] == "within the spread"
+    assert row_sentence(table, "no weight decay").endswith(
+        "+2.2; ours is within the seed-to-seed spread at this scale, so it gives no direction to compare.")
+    assert row_sentence(table, "no AR/TAR").endswith("below 3 seeds. The paper's row: Δ test +1.5.")
+    assert "paper" not in row_sentence(table, "no tying")  # not a row of the paper's Table 3
+
+
 def test_mc_curves_draw_each_evaluated_model_in_its_variants_look(tmp_path):
     """One line per model of each run's evals.json: a fine-tuned run's training stage as the full model,
     its fine-tuned weights as "full (fine-tuned)", any other run as its variant; a run without evals draws
