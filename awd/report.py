@@ -672,7 +672,9 @@ def retrained_note(runs: list[Run], evaluated: list[Run]) -> str:
 
 def mc_curves(runs: list[Run], ax=None):
     """MC dropout's validation perplexity against the number of passes K, one line per evaluated model (each
-    run's ``evals.json``), in its variant's colour, with the same model's deterministic evaluation dotted."""
+    run's ``evals.json``; the mean over seeds where several were evaluated), in its variant's colour, with the
+    same model's deterministic evaluation dotted. Where fine-tuning never beat the training stage for any seed,
+    the two are the same weights and get one line."""
     import json
 
     import matplotlib.pyplot as plt
@@ -680,16 +682,30 @@ def mc_curves(runs: list[Run], ax=None):
     from . import evals
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.6))
+    by_model, looks = {}, {}  # model -> {seed: (its MC evaluation, sha256 of its weights)}; model -> variant
     for run in runs:
         path = run.path / evals.EVALS
         for name, e in (json.loads(path.read_text()).items() if path.exists() else []):
-            mc = e.get("mc_dropout")
-            if not mc:
-                continue
-            model = evals.model_name(run, name)  # a fine-tuned run's training stage is the full model
-            look = variant_look({"fine-tuned": variant_of(run.config)}.get(model, model))
-            ax.plot(mc["samples"], mc["val_ppl_by_samples"], label=f"{model}, seed {run.config.seed}", **look)
-            ax.axhline(mc["val_ppl_deterministic"], ls=":", color=look["color"], lw=1)
+            if e.get("mc_dropout"):
+                model = evals.model_name(run, name)  # a fine-tuned run's training stage is the full model
+                looks[model] = "full" if model == "full" else variant_of(run.config)
+                by_model.setdefault(model, {})[run.config.seed] = (e["mc_dropout"], e.get("weights_sha256"))
+    full, tuned = by_model.get("full", {}), by_model.get("fine-tuned", {})
+    same = bool(tuned) and full.keys() == tuned.keys() and all(
+        tuned[s][1] is not None and tuned[s][1] == full[s][1] for s in tuned)
+    if same:
+        by_model.pop("fine-tuned")
+    for model, seeds in by_model.items():
+        look = variant_look(looks[model])
+        samples = next(iter(seeds.values()))[0]["samples"]
+        if any(mc["samples"] != samples for mc, _ in seeds.values()):
+            raise ValueError(f"{model}: its seeds were evaluated at different K; evaluate them again alike")
+        val = np.mean([mc["val_ppl_by_samples"] for mc, _ in seeds.values()], axis=0)
+        label = model + (" = fine-tuned" if same and model == "full" else "")
+        label += f", seed {next(iter(seeds))}" if len(seeds) == 1 else f", mean of {len(seeds)} seeds"
+        ax.plot(samples, val, label=label, **look)
+        deterministic = np.mean([mc["val_ppl_deterministic"] for mc, _ in seeds.values()])
+        ax.axhline(deterministic, ls=":", color=look["color"], lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("K (passes)")
     ax.set_ylabel("validation perplexity")

@@ -132,6 +132,29 @@ def test_mc_curves_draw_each_evaluated_model_in_its_variants_look(tmp_path):
     assert list(lines["full, seed 0"].get_xdata()) == [1, 2, 4] and ax.get_xscale() == "log"
 
 
+def test_mc_curves_draw_the_mean_over_seeds_and_one_line_where_fine_tuning_kept_the_weights(tmp_path):
+    """Several evaluated seeds of a model give one line, their mean; a fine-tuned model whose weights are its
+    training stage's for every seed (the same sha256) is that line, named as both."""
+    import json
+
+    from awd.report import mc_curves
+    runs = [_run(tmp_path, "full (fine-tuned)", s, 98.0, before=101.0) for s in (0, 1)]
+    for run, (y, sha) in zip(runs, ((100.0, "a"), (104.0, "b"))):
+        mc = dict(samples=[1, 10], val_ppl_by_samples=[y, y - 2], val_ppl_deterministic=y)
+        (run.path / "evals.json").write_text(json.dumps({
+            "best.pt": {"mc_dropout": mc, "weights_sha256": sha},
+            "best-before-finetune.pt": {"mc_dropout": mc, "weights_sha256": sha}}))
+    lines = {ln.get_label(): ln for ln in mc_curves(runs).get_lines() if not ln.get_label().startswith("_")}
+    assert list(lines) == ["full = fine-tuned, mean of 2 seeds"]
+    assert list(lines["full = fine-tuned, mean of 2 seeds"].get_ydata()) == [102.0, 100.0]
+    # seed 1's fine-tuning beat its training stage: other weights, so two lines
+    evals = json.loads((runs[1].path / "evals.json").read_text())
+    evals["best.pt"]["weights_sha256"] = "c"
+    (runs[1].path / "evals.json").write_text(json.dumps(evals))
+    lines = {ln.get_label() for ln in mc_curves(runs).get_lines() if not ln.get_label().startswith("_")}
+    assert lines == {"full, mean of 2 seeds", "fine-tuned, mean of 2 seeds"}
+
+
 def test_the_pointer_sentence_gives_relative_changes_beside_the_papers():
     from awd.report import pointer_sentence
     scores = pd.DataFrame([dict(model="full", seed=s, val=200.0, test=190.0, window=500, theta=1.0,
