@@ -355,7 +355,7 @@ def row_sentence(table: pd.DataFrame, variant: str) -> str:
     """One row of ``ablation_verdicts`` as a sentence: the difference, its interval and test, the verdict."""
     row = table.loc[variant]
     if row["verdict"] == "not trained":
-        return f"*{variant}*: not trained yet."
+        return f"*{variant}*: not trained yet." + paper_clause(row)
     base = (f"*{variant}* ({int(row['seeds'])} seed{'s' if row['seeds'] != 1 else ''}): test perplexity "
             f"{row['test ppl']:.1f}")
     if "Δ test" not in row or pd.isna(row.get("Δ test")):

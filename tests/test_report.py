@@ -106,6 +106,8 @@ def test_a_rows_sentence_says_whether_the_papers_direction_holds(tmp_path):
         "+2.2; ours is within the seed-to-seed spread at this scale, so it gives no direction to compare.")
     assert row_sentence(table, "no AR/TAR").endswith("below 3 seeds. The paper's row: Δ test +1.5.")
     assert "paper" not in row_sentence(table, "no tying")  # not a row of the paper's Table 3
+    assert row_sentence(table, "no embedding dropout") == (
+        "*no embedding dropout*: not trained yet. The paper's row: Δ test +3.9.")
 
 
 def test_mc_curves_draw_each_evaluated_model_in_its_variants_look(tmp_path):
