@@ -348,7 +348,12 @@ def ablation_verdicts(runs: list[Run], rows=TABLE_ROWS, baseline: str = "full") 
             row["p (Holm)"] = adjusted[variant]
             row["verdict"] = ("within the spread" if not adjusted[variant] < 1 - LEVEL
                               else "worse" if row["Δ test"] > 0 else "better")
-    return pd.DataFrame.from_dict(table, orient="index").rename_axis("variant")
+    # every column always, so that a page reads "CI low" of a table with no interval yet (NaN) without a KeyError
+    return pd.DataFrame.from_dict(table, orient="index").reindex(columns=VERDICT_COLUMNS).rename_axis("variant")
+
+
+VERDICT_COLUMNS = ["seeds", "val ppl", "val sd", "test ppl", "test sd", "Δ test", "test", "CI low", "CI high",
+                   "p (Holm)", "verdict", "paper val", "paper test", "paper Δ test"]
 
 
 def row_sentence(table: pd.DataFrame, variant: str) -> str:
@@ -440,20 +445,28 @@ def missing_note(missing, results_dir="results") -> str:
             f"`python -m awd grid --profile {profile} --variants {names} --seeds {seeds}`.")
 
 
-def row_panels(history: pd.DataFrame, rows, baseline: str = "full", y: str = "val_ppl", ncols: int = 3):
+def row_panels(history: pd.DataFrame, rows, baseline: str = "full", y: str = "val_ppl", ncols: int = 3,
+               closer: bool = False):
     """One panel per row: its validation curve against the baseline's (mean and sd band over seeds); a row
-    without runs gets an empty panel that says so."""
+    without runs gets an empty panel that says so. ``closer``: each panel shows the second half of training on
+    a linear scale of its own (`closeup`), where the rows differ by a few percent."""
     import matplotlib.pyplot as plt
     nrows = math.ceil(len(rows) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), sharey=not closer,
+                             squeeze=False)
     for ax, row in zip(axes.flat, rows):
         sub = history[history.variant.isin([baseline, row])]
         if row in set(history.variant):
-            curves(sub, y=y, ax=ax, title=row)
+            if closer:  # span: a row far above the baseline (no dropout) stays in its panel
+                closeup(sub, ax, y=y, title=row, span=2.0)
+            else:
+                curves(sub, y=y, ax=ax, title=row)
             ax.legend(fontsize=8)
         else:
             ax.set_title(row)
             ax.text(0.5, 0.5, "not trained yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
+            ax.tick_params(left=False, bottom=False, labelleft=False, labelbottom=False)  # no axes to read
+            ax.grid(False)
     for ax in list(axes.flat)[len(rows):]:
         ax.set_visible(False)
     fig.tight_layout()
