@@ -375,6 +375,22 @@ def row_sentence(table: pd.DataFrame, variant: str) -> str:
             + paper_clause(row))
 
 
+def verdict_clause(table: pd.DataFrame, variant: str) -> str:
+    """The table's verdict on one row (``ablation_verdicts``) as a clause for a chapter's prose, so that a
+    chapter never judges a difference by an uncorrected interval while the book's table corrects it."""
+    row = table.loc[variant]
+    if row["verdict"] == "not trained":
+        return "it is not trained yet"
+    if pd.isna(row.get("CI low")):
+        n = int(row["seeds"])
+        return f"with {n} seed{'s' if n != 1 else ''} it has no interval and no verdict ({MIN_SEEDS} needed)"
+    side = {"worse": "worse, beyond the seed-to-seed spread", "better": "better, beyond the seed-to-seed spread",
+            "within the spread": "within the seed-to-seed spread, so the difference gets no direction"}
+    return (f"the 95% interval of the difference ({row['test']}) is [{row['CI low']:+.1f}, {row['CI high']:+.1f}], "
+            f"and with Holm's correction over the book's table (chapter 7) p = {row['p (Holm)']:.2g}: "
+            f"{side[row['verdict']]}")
+
+
 def paper_clause(row: pd.Series) -> str:
     """Where the paper's Table 3 has the row: its difference, and whether our verdict points the same way. A
     row within the spread gets no direction, so it neither agrees nor disagrees; it says so."""

@@ -106,6 +106,13 @@ def test_a_rows_sentence_says_whether_the_papers_direction_holds(tmp_path):
         "+2.2; ours is within the seed-to-seed spread at this scale, so it gives no direction to compare.")
     assert row_sentence(table, "no AR/TAR").endswith("below 3 seeds. The paper's row: Δ test +1.5.")
     assert "paper" not in row_sentence(table, "no tying")  # not a row of the paper's Table 3
+    from awd.report import verdict_clause
+    assert verdict_clause(table, "no weight decay").startswith("the 95% interval of the difference (Welch) is [")
+    assert verdict_clause(table, "no weight decay").endswith(": within the seed-to-seed spread, so the "
+                                                             "difference gets no direction")
+    assert verdict_clause(table, "no weight drop").endswith(": worse, beyond the seed-to-seed spread")
+    assert verdict_clause(table, "no AR/TAR") == "with 1 seed it has no interval and no verdict (3 needed)"
+    assert verdict_clause(table, "2017 mask") == "it is not trained yet"
     assert row_sentence(table, "no embedding dropout") == (
         "*no embedding dropout*: not trained yet. The paper's row: Δ test +3.9.")
 
