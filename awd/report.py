@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import PAPER_ABLATIONS, VARIANTS, resolve_seeds, stored_runs, variant_config, variant_of
+from .experiments import PAPER_ABLATIONS, resolve_seeds, stored_runs, variant_config, variant_of
 from .train import Run, is_finished, train
 
 # Set by tools/build_book.py: the book's build shows the committed runs and trains nothing, at any profile.
