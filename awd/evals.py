@@ -291,8 +291,10 @@ def evaluate_run(run_path: str | Path, device: str = "auto", pointer: bool = Tru
                                 f"run (python -m awd train --profile {cfg.profile} ... --retrain) to get them")
     out = json.loads((run.path / EVALS).read_text()) if (run.path / EVALS).exists() else {}
     val_data = batchify(corpus.valid[:cfg.max_eval_tokens], cfg.eval_batch_size).to(dev)
+    done = {}  # sha256 -> the name evaluated with those bytes in this call
     for name in present:
         start = time.perf_counter()
+        sha = hashlib.sha256((run.path / name).read_bytes()).hexdigest()
         model = load_weights(run.path, name, cfg, len(corpus.dictionary), dev)
         recorded = run.summary
         for key in WEIGHTS[name]:
@@ -302,12 +304,20 @@ def evaluate_run(run_path: str | Path, device: str = "auto", pointer: bool = Tru
             raise RuntimeError(f"{run.path / name}: validation perplexity {measured:.3f}, but the run recorded "
                                f"{recorded:.3f} for these weights; they are not the run's (retrain it)")
         entry = dict(out.get(name, {}))
-        if pointer:
-            entry["pointer"] = pointer_eval(model, corpus, cfg, dev, progress)
-        if mc:
-            entry["mc_dropout"] = mc_eval(model, corpus, cfg, dev, samples, progress)
-        entry.update(weights_sha256=hashlib.sha256((run.path / name).read_bytes()).hexdigest(),
-                     val_ppl_check=measured, seconds=round(time.perf_counter() - start, 1),
+        entry.pop("same_weights_as", None)
+        if sha in done:
+            # fine-tuning never beat the training stage: the same bytes, and both evaluations are
+            # deterministic (MC dropout draws its masks from a fixed seed), so the numbers are the same
+            twin = out[done[sha]]
+            entry.update({k: twin[k] for k, wanted in (("pointer", pointer), ("mc_dropout", mc)) if wanted},
+                         same_weights_as=done[sha])
+        else:
+            if pointer:
+                entry["pointer"] = pointer_eval(model, corpus, cfg, dev, progress)
+            if mc:
+                entry["mc_dropout"] = mc_eval(model, corpus, cfg, dev, samples, progress)
+            done[sha] = name
+        entry.update(weights_sha256=sha, val_ppl_check=measured, seconds=round(time.perf_counter() - start, 1),
                      **{k: v for k, v in run_metadata(dev, 0).items() if k != "params"})
         out[name] = entry
         atomic_write_text(run.path / EVALS, json.dumps(out, indent=2) + "\n")

@@ -99,6 +99,32 @@ def test_evals_of_a_smoke_run(tmp_path):
 
 
 @needs_data
+def test_a_fine_tuned_run_that_kept_its_training_stage_is_evaluated_once(tmp_path, monkeypatch):
+    """Where fine-tuning never beat the training stage, best.pt holds the same bytes as
+    best-before-finetune.pt: the evaluations run once and the second entry says whose numbers it shares."""
+    import shutil
+
+    from awd import evals
+    from awd.experiments import variant_config
+    from awd.train import train
+    run = train(variant_config("full (fine-tuned)", "smoke", 0, progress=False, epochs=2, finetune_epochs=1),
+                results_dir=tmp_path)
+    shutil.copyfile(run.path / evals.BEFORE_FINETUNE, run.path / "best.pt")  # as if fine-tuning never won
+    summary = json.loads((run.path / "summary.json").read_text())
+    summary["best_val_ppl"] = summary["before_finetune"]["best_val_ppl"]
+    (run.path / "summary.json").write_text(json.dumps(summary))
+    calls = []
+    real = evals.pointer_eval
+    monkeypatch.setattr(evals, "pointer_eval", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = evals.evaluate_run(run.path, "cpu", samples=2, progress=False)
+    assert len(calls) == 1
+    first, second = out.values()
+    assert second["same_weights_as"] == next(iter(out)) and "same_weights_as" not in first
+    assert second["pointer"] == first["pointer"] and second["mc_dropout"] == first["mc_dropout"]
+    assert second["weights_sha256"] == first["weights_sha256"]
+
+
+@needs_data
 def test_a_run_without_weights_is_evaluated_through_its_retrained_copy(tmp_path):
     """A committed run keeps no weights; its copy under retrained/ (same config and seed, trained again) stands
     for it, and a folder there that holds another run is refused."""
