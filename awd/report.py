@@ -508,6 +508,37 @@ def curve_facts(history: pd.DataFrame, window: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+OVERFITS = 0.10  # a rise after the best epoch that counts as overfitting: SGD's iterate alone wanders a few %
+
+
+def curve_sentence(history: pd.DataFrame, variant: str) -> str:
+    """What a row's curves show, in words (``curve_facts``, the mean over its seeds): where validation
+    perplexity is best and whether it then rises (overfitting, above ``OVERFITS``) or is still falling (not
+    converged); once NT-ASGD averages, the reported weights hide overfitting, so the same is read on the raw
+    weights; and the last training perplexity against the validation one. "" for a row without runs."""
+    h = history[history.variant == variant]
+    if not len(h):
+        return ""
+    f = curve_facts(h).mean(numeric_only=True)
+    r = curve_facts(h.assign(val_ppl=h.val_ppl_raw)).mean(numeric_only=True)
+    s = (f"Its validation perplexity is best at epoch {f.best_epoch:.0f} of {f.epochs:.0f}"
+         + (" on average" if h.run_id.nunique() > 1 else ""))
+    rise, raw_rise = (100 * x.rise_after_best / x.best_val_ppl for x in (f, r))
+    if f.best_epoch < f.epochs and rise < 0.05:  # a seed whose best came an epoch or two before the last
+        s += " and ends within 0.1% of it"
+    elif f.best_epoch < f.epochs:
+        s += f" and ends {rise:.1f}% above that" + (": it overfits" if rise > 100 * OVERFITS else "")
+    elif f.falling_per_epoch > 0.002 * f.last_val_ppl:
+        s += f", still falling by {f.falling_per_epoch:.1f} per epoch over the last five: it has not converged"
+    else:
+        s += (f", and falls by less than 0.2% per epoch over the last five ({f.falling_per_epoch:.2f} per epoch): "
+              "close to converged")
+    if not (math.isclose(r.best_val_ppl, f.best_val_ppl) and r.best_epoch == f.best_epoch):  # it averaged
+        s += (f"; its raw weights are best at epoch {r.best_epoch:.0f} and end {raw_rise:.1f}% above that"
+              + (", so they overfit" if raw_rise > 100 * OVERFITS else ""))
+    return s + f"; its last training perplexity is {f.train_over_val:.2f} times its validation perplexity."
+
+
 # --- plots ----------------------------------------------------------------------------------------------
 def set_style():
     import seaborn as sns

@@ -228,3 +228,25 @@ def test_fine_tuned_row_is_paired_with_its_own_training_stage():
     assert row["test"] == "paired, its own training stage"
     assert row["Δ test"] == pytest.approx(-11.5 / 3) and row["CI high"] < 0 and row["verdict"] == "better"
     assert row["paper Δ test"] == pytest.approx(57.3 - 58.8)
+
+
+def test_curve_sentence_reads_overfitting_convergence_and_the_raw_weights():
+    import pandas as pd
+    from awd.report import curve_sentence
+
+    def hist(variant, val, raw=None, seeds=1):
+        return pd.concat([pd.DataFrame(dict(run_id=f"{variant}-{s}", variant=variant, seed=s,
+                                            epoch=range(1, len(val) + 1), val_ppl=val,
+                                            val_ppl_raw=raw or val, train_ppl=[50.0] * len(val)))
+                          for s in range(seeds)])
+    h = pd.concat([hist("no dropout", [300, 200, 150, 160, 170, 180]),
+                   hist("SGD", [300, 250, 220, 200, 190, 180], seeds=2),
+                   hist("full", [300, 200, 185, 184.9, 184.8, 184.75, 184.7, 184.65, 184.6],
+                        raw=[300, 200, 185, 190, 200, 210, 215, 220, 224])])
+    assert curve_sentence(h, "no dropout").startswith(
+        "Its validation perplexity is best at epoch 3 of 6 and ends 20.0% above that: it overfits;")
+    assert "best at epoch 6 of 6 on average, still falling by 24.0 per epoch" in curve_sentence(h, "SGD")
+    full = curve_sentence(h, "full")
+    assert "close to converged; its raw weights are best at epoch 3 and end 21.1% above that, so they overfit" in full
+    assert full.endswith("its last training perplexity is 0.27 times its validation perplexity.")
+    assert curve_sentence(h, "no tying") == ""
