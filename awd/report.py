@@ -387,7 +387,7 @@ def verdict_clause(table: pd.DataFrame, variant: str) -> str:
     side = {"worse": "worse, beyond the seed-to-seed spread", "better": "better, beyond the seed-to-seed spread",
             "within the spread": "within the seed-to-seed spread, so the difference gets no direction"}
     return (f"the 95% interval of the difference ({row['test']}) is [{row['CI low']:+.1f}, {row['CI high']:+.1f}], "
-            f"and with Holm's correction over the book's table (chapter 7) p = {row['p (Holm)']:.2g}: "
+            f"and with Holm's correction over the book's table p = {row['p (Holm)']:.2g}: "
             f"{side[row['verdict']]}")
 
 
