@@ -250,7 +250,7 @@ def evals_frame(runs) -> "pandas.DataFrame":
             continue
         for name, e in json.loads(path.read_text()).items():
             row = dict(variant=variant_of(run.config), seed=run.config.seed, model=model_name(run, name),
-                       weights=name)
+                       weights=name, sha256=e.get("weights_sha256"))
             if "pointer" in e:
                 ptr = e["pointer"]
                 row.update({"val": ptr["val_ppl_no_cache"], "val + pointer": ptr["val_ppl"],
@@ -264,6 +264,20 @@ def evals_frame(runs) -> "pandas.DataFrame":
                             "K": mc["chosen_samples"]})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def finetuning_kept_weights(scores) -> bool:
+    """Whether every evaluated fine-tuned model is, byte for byte, its own run's training stage: fine-tuning
+    never beat the training stage, so the two are one model. ``scores``: rows with seed, weights, model and
+    sha256, as ``evals_frame`` gives them."""
+    stage, tuned = {}, {}
+    for seed, weights, model, sha in zip(scores.seed, scores.weights, scores.model, scores.sha256):
+        if weights == BEFORE_FINETUNE:
+            stage[seed] = sha
+        elif model == MODEL_NAMES["best.pt"]:
+            tuned[seed] = sha
+    return bool(tuned) and tuned.keys() == stage.keys() and all(
+        isinstance(sha, str) and sha == stage[seed] for seed, sha in tuned.items())
 
 
 def load_weights(run_dir: Path, name: str, cfg, vocab_size: int, device) -> AWDLSTM:

@@ -352,6 +352,8 @@ def ablation_verdicts(runs: list[Run], rows=TABLE_ROWS, baseline: str = "full") 
     return pd.DataFrame.from_dict(table, orient="index").reindex(columns=VERDICT_COLUMNS).rename_axis("variant")
 
 
+# the verdicts of a row with an interval; any other row's verdict says why it has none
+VERDICTS = ("worse", "better", "within the spread")
 VERDICT_COLUMNS = ["seeds", "val ppl", "val sd", "test ppl", "test sd", "Δ test", "test", "CI low", "CI high",
                    "p (Holm)", "verdict", "paper val", "paper test", "paper Δ test"]
 
@@ -399,7 +401,7 @@ def paper_clause(row: pd.Series) -> str:
         return ""
     said = f" The paper's row: Δ test {paper:+.1f}"
     verdict = row.get("verdict")
-    if verdict not in ("worse", "better", "within the spread"):
+    if verdict not in VERDICTS:
         return said + "."
     if verdict == "within the spread":
         return said + "; ours is within the seed-to-seed spread at this scale, so it gives no direction to compare."
@@ -693,7 +695,7 @@ def mc_sentence(scores: pd.DataFrame) -> str:
         return ""
     cols = ["val (dropout off)", "val MC", "test (dropout off)", "test MC", "K"]
     means = rows.groupby("model", sort=False)[cols].mean()
-    if {"full", "fine-tuned"} <= set(means.index) and means.loc["full"].equals(means.loc["fine-tuned"]):
+    if evals.finetuning_kept_weights(rows):
         means = means.drop(index="fine-tuned")  # fine-tuning never beat the training stage: the same weights
     parts = []
     for model, m in means.iterrows():
@@ -742,29 +744,28 @@ def mc_curves(runs: list[Run], ax=None):
     from . import evals
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.6))
-    by_model, looks = {}, {}  # model -> {seed: (its MC evaluation, sha256 of its weights)}; model -> variant
+    by_model, looks, kept = {}, {}, []  # model -> {seed: its MC evaluation}; model -> variant; what was kept
     for run in runs:
         path = run.path / evals.EVALS
         for name, e in (json.loads(path.read_text()).items() if path.exists() else []):
             if e.get("mc_dropout"):
                 model = evals.model_name(run, name)  # a fine-tuned run's training stage is the full model
                 looks[model] = "full" if model == "full" else variant_of(run.config)
-                by_model.setdefault(model, {})[run.config.seed] = (e["mc_dropout"], e.get("weights_sha256"))
-    full, tuned = by_model.get("full", {}), by_model.get("fine-tuned", {})
-    same = bool(tuned) and full.keys() == tuned.keys() and all(
-        tuned[s][1] is not None and tuned[s][1] == full[s][1] for s in tuned)
+                by_model.setdefault(model, {})[run.config.seed] = e["mc_dropout"]
+                kept.append(dict(seed=run.config.seed, weights=name, model=model, sha256=e.get("weights_sha256")))
+    same = evals.finetuning_kept_weights(pd.DataFrame(kept, columns=["seed", "weights", "model", "sha256"]))
     if same:
         by_model.pop("fine-tuned")
     for model, seeds in by_model.items():
         look = variant_look(looks[model])
-        samples = next(iter(seeds.values()))[0]["samples"]
-        if any(mc["samples"] != samples for mc, _ in seeds.values()):
+        samples = next(iter(seeds.values()))["samples"]
+        if any(mc["samples"] != samples for mc in seeds.values()):
             raise ValueError(f"{model}: its seeds were evaluated at different K; evaluate them again alike")
-        val = np.mean([mc["val_ppl_by_samples"] for mc, _ in seeds.values()], axis=0)
+        val = np.mean([mc["val_ppl_by_samples"] for mc in seeds.values()], axis=0)
         label = model + (" = fine-tuned" if same and model == "full" else "")
         label += f", seed {next(iter(seeds))}" if len(seeds) == 1 else f", mean of {len(seeds)} seeds"
         ax.plot(samples, val, label=label, **look)
-        deterministic = np.mean([mc["val_ppl_deterministic"] for mc, _ in seeds.values()])
+        deterministic = np.mean([mc["val_ppl_deterministic"] for mc in seeds.values()])
         ax.axhline(deterministic, ls=":", color=look["color"], lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("K (passes)")

@@ -177,11 +177,32 @@ def test_the_pointer_sentence_gives_relative_changes_beside_the_papers():
 
 
 def test_the_mc_sentence_gives_each_models_change_and_drops_a_fine_tuned_copy():
+    """A fine-tuned model whose weights are its training stage's (the same sha256) is not repeated; one whose
+    numbers merely agree is."""
     from awd.report import mc_sentence
     row = {"val (dropout off)": 200.0, "val MC": 190.0, "test (dropout off)": 180.0, "test MC": 171.0, "K": 19}
-    scores = pd.DataFrame([dict(model="fine-tuned", seed=0, **row), dict(model="full", seed=0, **row),
-                           dict(model="standard dropout", seed=0, **{**row, "val MC": 180.0})])
+    scores = pd.DataFrame([
+        dict(model="fine-tuned", seed=0, weights="best.pt", sha256="a", **row),
+        dict(model="full", seed=0, weights="best-before-finetune.pt", sha256="a", **row),
+        dict(model="standard dropout", seed=0, weights="best.pt", sha256="s", **{**row, "val MC": 180.0})])
     text = mc_sentence(scores)
     assert "fine-tuned" not in text and "the full model (1 seed, K = 19) from 200.0 to 190.0" in text
     assert "(-5.0%)" in text and "(-10.0%)" in text and "75.2 → 73.4" in text
+    scores.loc[0, "sha256"] = "b"
+    assert "the fine-tuned model (1 seed, K = 19) from 200.0 to 190.0" in mc_sentence(scores)
     assert mc_sentence(scores.iloc[:0]) == ""
+
+
+def test_fine_tuning_kept_the_weights_only_where_every_seeds_bytes_agree():
+    from awd.evals import finetuning_kept_weights
+    rows = [dict(seed=s, weights=w, model=m, sha256=f"sha{s}")
+            for s in (0, 1) for w, m in (("best.pt", "fine-tuned"), ("best-before-finetune.pt", "full"))]
+    frame = pd.DataFrame(rows)
+    assert finetuning_kept_weights(frame)
+    assert not finetuning_kept_weights(frame.iloc[:3])  # seed 1's training stage was not evaluated
+    frame.loc[2, "sha256"] = "other"
+    assert not finetuning_kept_weights(frame)
+    unknown = pd.DataFrame(rows).assign(sha256=None)  # evaluated before the sha256 was recorded
+    assert not finetuning_kept_weights(unknown)
+    plain = pd.DataFrame([dict(seed=0, weights="best.pt", model="full", sha256="x")])
+    assert not finetuning_kept_weights(plain)
