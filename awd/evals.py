@@ -270,6 +270,8 @@ def finetuning_kept_weights(scores) -> bool:
     """Whether every evaluated fine-tuned model is, byte for byte, its own run's training stage: fine-tuning
     never beat the training stage, so the two are one model. ``scores``: rows with seed, weights, model and
     sha256, as ``evals_frame`` gives them."""
+    if not {"seed", "weights", "model", "sha256"} <= set(scores.columns):
+        return False  # evaluations that name no weights cannot show that two are the same
     stage, tuned = {}, {}
     for seed, weights, model, sha in zip(scores.seed, scores.weights, scores.model, scores.sha256):
         if weights == BEFORE_FINETUNE:

@@ -358,6 +358,21 @@ VERDICT_COLUMNS = ["seeds", "val ppl", "val sd", "test ppl", "test sd", "Δ test
                    "p (Holm)", "verdict", "paper val", "paper test", "paper Δ test"]
 
 
+def verdict_view(table: pd.DataFrame, rows=None) -> pd.DataFrame:
+    """Rows of ``ablation_verdicts`` as the pages show them: the interval as one "[lo, hi]" column beside the
+    test that gave it, numbers to two decimals, and "—" where a row has no value (below 3 seeds, the
+    baseline, no paper row), p-values to two significant digits. Columns that no shown row fills are left out."""
+    shown = (table if rows is None else table.loc[list(rows)]).dropna(axis=1, how="all")
+    if "CI low" in shown:
+        ci = [f"[{lo:+.1f}, {hi:+.1f}]" if np.isfinite(lo) else np.nan
+              for lo, hi in zip(shown.pop("CI low"), shown.pop("CI high"))]
+        shown.insert(shown.columns.get_loc("Δ test") + 1, "95% CI", ci)
+    if "p (Holm)" in shown:  # two significant digits: 0.00022 must not print as 0.0
+        shown["p (Holm)"] = [f"{p:.2g}" if pd.notna(p) else np.nan for p in shown["p (Holm)"]]
+    shown = shown.rename(columns={"test": "interval"}).round(2)
+    return shown.astype(object).where(shown.notna(), "—")
+
+
 def row_sentence(table: pd.DataFrame, variant: str) -> str:
     """One row of ``ablation_verdicts`` as a sentence: the difference, its interval and test, the verdict."""
     row = table.loc[variant]
@@ -526,17 +541,19 @@ def curve_sentence(history: pd.DataFrame, variant: str) -> str:
     s = (f"Its validation perplexity is best at epoch {f.best_epoch:.0f} of {f.epochs:.0f}"
          + (" on average" if h.run_id.nunique() > 1 else ""))
     rise, raw_rise = (100 * x.rise_after_best / x.best_val_ppl for x in (f, r))
+    recent = "the last five" if f.epochs > 5 else f"its last {f.epochs - 1:.0f}"  # curve_facts' window
     if f.best_epoch < f.epochs and rise < 0.05:  # a seed whose best came an epoch or two before the last
         s += " and ends within 0.1% of it"
     elif f.best_epoch < f.epochs:
         s += f" and ends {rise:.1f}% above that" + (": it overfits" if rise > 100 * OVERFITS else "")
     elif f.falling_per_epoch > 0.002 * f.last_val_ppl:
-        s += f", still falling by {f.falling_per_epoch:.1f} per epoch over the last five: it has not converged"
+        s += f", still falling by {f.falling_per_epoch:.1f} per epoch over {recent}: it has not converged"
     else:
-        s += (f", and falls by less than 0.2% per epoch over the last five ({f.falling_per_epoch:.2f} per epoch): "
+        s += (f", and falls by less than 0.2% per epoch over {recent} ({f.falling_per_epoch:.2f} per epoch): "
               "close to converged")
     if not (math.isclose(r.best_val_ppl, f.best_val_ppl) and r.best_epoch == f.best_epoch):  # it averaged
-        s += (f"; its raw weights are best at epoch {r.best_epoch:.0f} and end {raw_rise:.1f}% above that"
+        s += (f"; its raw weights are best at its last epoch" if r.best_epoch >= f.epochs else
+              f"; its raw weights are best at epoch {r.best_epoch:.0f} and end {raw_rise:.1f}% above that"
               + (", so they overfit" if raw_rise > 100 * OVERFITS else ""))
     return s + f"; its last training perplexity is {f.train_over_val:.2f} times its validation perplexity."
 
@@ -660,30 +677,55 @@ def listing(items) -> str:
     return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def pointer_sentence(scores: pd.DataFrame, dataset: str = "ptb", model: str = "full") -> str:
-    """The cache pointer's gain for ``model`` (rows of ``evals.evals_frame``), as relative changes beside the
-    paper's and Grave et al.'s, and the settings chosen on validation beside the reference code's."""
+def pointer_sentence(scores: pd.DataFrame, dataset: str = "ptb") -> str:
+    """The cache pointer's gain for each evaluated model (rows of ``evals.evals_frame``, means over seeds), as
+    relative changes beside the paper's and Grave et al.'s, and the settings chosen on validation for each
+    seed beside the reference code's; a fine-tuned model identical to its training stage is not repeated."""
     from . import evals
-    rows = scores[scores.model == model].dropna(subset=["val + pointer"])
+    rows = scores.dropna(subset=["val + pointer"]) if "val + pointer" in scores else scores.iloc[:0]
     if not len(rows):
         return ""
-    v0, v1, t0, t1 = (rows[c].mean() for c in ("val", "val + pointer", "test", "test + pointer"))
-    n = len(rows)
-    change = (f"the pointer takes validation perplexity from {v0:.1f} to {v1:.1f} ({v1 / v0 - 1:+.0%}) and test "
-              f"from {t0:.1f} to {t1:.1f} ({t1 / t0 - 1:+.0%})")
+    if evals.finetuning_kept_weights(rows):
+        rows = rows[rows.model != "fine-tuned"]  # fine-tuning never beat the training stage: the same weights
+    parts, chosen = [], []
+    for model, g in rows.groupby("model", sort=False):
+        v0, v1, t0, t1 = (g[c].mean() for c in ("val", "val + pointer", "test", "test + pointer"))
+        n = len(g)
+        parts.append(f"the {model} model ({n} seed{'s, means' if n > 1 else ''}) from {v0:.1f} to {v1:.1f} on "
+                     f"validation ({v1 / v0 - 1:+.0%}) and from {t0:.1f} to {t1:.1f} on test ({t1 / t0 - 1:+.0%})")
+        chosen += [f"{model}, seed {r['seed']}: W = {r['window']:g}, θ = {r['theta']:g}, λ = {r['lambda']:g}"
+                   for _, r in g.iterrows()]
+    text = f"With the settings chosen on validation, the pointer takes {'; '.join(parts)}."
     if dataset not in evals.PAPER_POINTER:
-        return f"For the {model} model {change}."
+        return text + f" Chosen on validation: {'; '.join(chosen)}."
     (pv0, pt0), (pv1, pt1) = evals.PAPER_POINTER[dataset]
-    chosen = "; ".join(f"W = {r['window']:g}, θ = {r['theta']:g}, λ = {r['lambda']:g}" for _, r in rows.iterrows())
     w, th, lam = evals.REFERENCE_POINTER_SETTINGS[dataset]
     g0, g1 = evals.GRAVE_PTB_TEST
-    seeds = f"{n} seeds, means" if n > 1 else "1 seed"
-    return (f"For the {model} model ({seeds}) {change}; for the paper's fine-tuned model, {pv0} → {pv1} "
-            f"({pv1 / pv0 - 1:+.0%}) and {pt0} → {pt1} ({pt1 / pt0 - 1:+.0%}); for Grave et al.'s own PTB "
-            f"model, {g0} → {g1} on test ({g1 / g0 - 1:+.0%}). "
+    return (text + f" For the paper's fine-tuned model, {pv0} → {pv1} ({pv1 / pv0 - 1:+.0%}) and {pt0} → {pt1} "
+            f"({pt1 / pt0 - 1:+.0%}); for Grave et al.'s own PTB model, {g0} → {g1} on test ({g1 / g0 - 1:+.0%}). "
             f"The weaker the model, the more of the next word a memory of the recent text can still give: "
             f"relative gains at different perplexities are not the same quantity. Chosen on validation: "
-            f"{chosen}; the reference code's README sets W = {w}, θ = {th:g}, λ = {lam:g}.")
+            f"{'; '.join(chosen)}; the reference code's README sets W = {w}, θ = {th:g}, λ = {lam:g}.")
+
+
+def streams_note(scores: pd.DataFrame) -> str:
+    """Why the pointer's baseline and every other evaluation give the same weights different perplexities
+    (rows of ``evals.evals_frame`` evaluated both ways)."""
+    both = ["val", "val (dropout off)"]
+    rows = scores.dropna(subset=both) if set(both) <= set(scores) else scores.iloc[:0]
+    if not len(rows):
+        return ""
+    if "sha256" in rows:  # a fine-tuned model that kept its training stage's weights is one model, not two
+        rows = rows[~(rows.sha256.notna() & rows.sha256.duplicated())]
+    one, many = (rows[c].mean() for c in both)
+    n = len(rows)
+    return (f"The pointer's columns without the cache read each split as one stream (batch 1, the state carried "
+            f"from the first word to the last, as the reference code's `pointer.py` does); every other "
+            f"evaluation in the book, MC dropout's \"dropout off\" column included, reads validation as "
+            f"`eval_batch_size` parallel streams (and test as `test_batch_size`), each starting from an empty "
+            f"state, and leaves out the few tokens that do not fill the batch's last row. The same weights "
+            f"score {one:.1f} one way and {many:.1f} the other on validation (means over {n} set{'s' if n != 1 else ''}"
+            f" of weights): each method is compared with its own baseline.")
 
 
 def mc_sentence(scores: pd.DataFrame) -> str:

@@ -165,15 +165,33 @@ def test_mc_curves_draw_the_mean_over_seeds_and_one_line_where_fine_tuning_kept_
 
 
 def test_the_pointer_sentence_gives_relative_changes_beside_the_papers():
+    """Each model's means over seeds, the settings chosen for each seed by name, the paper's and Grave et
+    al.'s changes; a fine-tuned model with its training stage's weights (the same sha256) is not repeated."""
     from awd.report import pointer_sentence
-    scores = pd.DataFrame([dict(model="full", seed=s, val=200.0, test=190.0, window=500, theta=1.0,
-                                **{"val + pointer": 150.0, "test + pointer": 152.0, "lambda": 0.15})
-                           for s in (0, 1)])
+    scores = pd.DataFrame([dict(model=m, seed=s, weights=w, sha256=f"sha{s}", val=200.0, test=190.0,
+                                window=500, theta=1.0 + s, **{"val + pointer": 150.0, "test + pointer": 152.0,
+                                                              "lambda": 0.15})
+                           for s in (0, 1) for m, w in (("full", "best-before-finetune.pt"),
+                                                        ("fine-tuned", "best.pt"))])
     text = pointer_sentence(scores, "ptb")
-    assert "(2 seeds, means)" in text and "from 200.0 to 150.0 (-25%)" in text and "(-20%)" in text
-    assert "60.0 → 53.9 (-10%)" in text and "W = 500, θ = 1, λ = 0.15" in text
+    assert "the full model (2 seeds, means) from 200.0 to 150.0 on validation (-25%)" in text
+    assert "(-20%)" in text and "fine-tuned model (" not in text
+    assert "60.0 → 53.9 (-10%)" in text and "full, seed 1: W = 500, θ = 2, λ = 0.15" in text
+    scores.loc[1, "sha256"] = "tuned further"
+    assert "the fine-tuned model (2 seeds, means)" in pointer_sentence(scores, "ptb")
     assert "Grave" not in pointer_sentence(scores, "my-corpus")
     assert pointer_sentence(scores.iloc[:0], "ptb") == ""
+
+
+def test_the_streams_note_names_both_baselines():
+    from awd.report import streams_note
+    scores = pd.DataFrame([dict(model="full", seed=0, val=180.0, **{"val (dropout off)": 183.0})])
+    text = streams_note(scores)
+    assert "batch 1" in text and "score 180.0 one way and 183.0 the other" in text and "over 1 set of" in text
+    twins = pd.DataFrame([dict(model=m, seed=0, sha256="same", val=180.0, **{"val (dropout off)": 183.0})
+                          for m in ("full", "fine-tuned")])
+    assert "over 1 set of weights" in streams_note(twins)
+    assert streams_note(scores.drop(columns="val")) == ""
 
 
 def test_the_mc_sentence_gives_each_models_change_and_drops_a_fine_tuned_copy():
@@ -206,3 +224,19 @@ def test_fine_tuning_kept_the_weights_only_where_every_seeds_bytes_agree():
     assert not finetuning_kept_weights(unknown)
     plain = pd.DataFrame([dict(seed=0, weights="best.pt", model="full", sha256="x")])
     assert not finetuning_kept_weights(plain)
+
+
+def test_the_verdict_view_joins_the_interval_and_marks_what_a_row_lacks(tmp_path):
+    from awd.report import ablation_verdicts, verdict_view
+    runs = [_run(tmp_path, "full", s, 100.0 + s) for s in range(3)]
+    runs += [_run(tmp_path, "no weight drop", s, 110.0 + 2 * s) for s in range(3)]
+    runs += [_run(tmp_path, "no AR/TAR", 0, 120.0)]
+    view = verdict_view(ablation_verdicts(runs), ["full", "no weight drop", "no AR/TAR"])
+    cols = list(view.columns)
+    assert "CI low" not in cols and cols[cols.index("Δ test") + 1] == "95% CI" and "interval" in cols
+    assert view.loc["no weight drop", "95% CI"].startswith("[+") and view.loc["no AR/TAR", "95% CI"] == "—"
+    from awd.report import VERDICTS
+    assert view.loc["full", "Δ test"] == "—" and view.loc["no weight drop", "verdict"] in VERDICTS
+    assert "paper Δ test" in cols and "untied, same sizes" not in view.index
+    p = ablation_verdicts(runs).loc["no weight drop", "p (Holm)"]
+    assert view.loc["no weight drop", "p (Holm)"] == f"{p:.2g}" and float(view.loc["no weight drop", "p (Holm)"]) > 0
