@@ -1,10 +1,11 @@
-"""From runs to what the book shows: tidy tables, the ablation table with confidence intervals, and plots.
+"""From runs to what the book shows: tidy tables, the ablation table with intervals and verdicts, and plots.
 
 The chapters call these and nothing else, so every figure and number on a page comes from stored runs:
 
-    runs = ensure_runs(["full", "no tying"], profile="book", seeds=[0, 1, 2])   # reads the committed runs
-    curves(history_frame(runs))                                                  # mean and band over seeds
-    ablation_table(runs)                                                         # mean, sd, delta and 95% CI
+    runs, missing = page_runs(["full", "no tying"], profile="book")  # every row's committed runs
+    curves(history_frame(runs))                                      # mean and band over seeds
+    table = ablation_verdicts(runs)                                  # means, Δ, 95% CI, Holm verdict
+    verdict_view(table, ["full", "no tying"])                        # as a page shows its rows
 """
 from __future__ import annotations
 
@@ -212,32 +213,6 @@ def paired_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
     from scipy import stats
     half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
-
-
-def ablation_table(runs: list[Run], baseline: str = "full", with_paper: bool = True) -> pd.DataFrame:
-    """Per variant: mean and sd over seeds of best validation and test perplexity, the difference to the
-    baseline with a 95% Welch interval, and the paper's row beside it where the paper has one. Only finished runs
-    count: a diverged or interrupted one lowers its variant's ``seeds`` instead of entering the means."""
-    df = summary_frame(runs)
-    df = df[df.status == "finished"]
-    base = df[df.variant == baseline]
-    dataset = df.dataset.iloc[0] if len(df) else "ptb"
-    paper = PAPER_ABLATIONS.get(dataset, {})
-    rows = []
-    for variant, g in df.groupby("variant", sort=False):
-        row = {"variant": variant, "seeds": len(g),
-               "val ppl": g.best_val_ppl.mean(), "val sd": g.best_val_ppl.std(ddof=1),
-               "test ppl": g.test_ppl.mean(), "test sd": g.test_ppl.std(ddof=1)}
-        if variant != baseline and len(base):
-            d, lo, hi = welch_ci(g.test_ppl, base.test_ppl)
-            row.update({"Δ test": d, "95% CI low": lo, "95% CI high": hi})
-        if with_paper and variant in paper:
-            full_val, full_test = paper["full"]
-            val, test = paper[variant]
-            row.update({"paper val": val, "paper test": test,
-                        "paper Δ test": test - full_test if variant != baseline else np.nan})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("variant")
 
 
 def welch_p(a, b) -> float:

@@ -8,7 +8,7 @@ import pytest
 
 from awd.config import Config
 from awd.experiments import VARIANTS, grid_status, run_grid, variant_config, variant_of
-from awd.report import ablation_table, history_frame, welch_ci
+from awd.report import ablation_verdicts, history_frame, welch_ci
 from awd.train import Run
 
 
@@ -53,10 +53,11 @@ def fake_run(variant, seed, test_ppl, val_ppl):
 def test_ablation_table_means_deltas_and_paper_rows():
     runs = [fake_run("full", s, t, t + 2) for s, t in enumerate([100.0, 102.0, 101.0])]
     runs += [fake_run("no weight drop", s, t, t + 2) for s, t in enumerate([110.0, 111.0, 112.0])]
-    table = ablation_table(runs)
+    table = ablation_verdicts(runs)
     assert table.loc["full", "test ppl"] == pytest.approx(101.0)
+    assert table.loc["full", "val ppl"] == pytest.approx(103.0) and table.loc["full", "test sd"] == pytest.approx(1.0)
     assert table.loc["no weight drop", "Δ test"] == pytest.approx(10.0)
-    assert table.loc["no weight drop", "95% CI low"] < 10.0 < table.loc["no weight drop", "95% CI high"]
+    assert table.loc["no weight drop", "CI low"] < 10.0 < table.loc["no weight drop", "CI high"]
     assert table.loc["no weight drop", "paper test"] == 68.9
     assert table.loc["no weight drop", "paper Δ test"] == pytest.approx(68.9 - 58.8)
     frame = history_frame(runs)
