@@ -527,7 +527,7 @@ def curve_sentence(history: pd.DataFrame, variant: str) -> str:
         s += (f", and falls by less than 0.2% per epoch over {recent} ({f.falling_per_epoch:.2f} per epoch): "
               "close to converged")
     if not (math.isclose(r.best_val_ppl, f.best_val_ppl) and r.best_epoch == f.best_epoch):  # it averaged
-        s += (f"; its raw weights are best at its last epoch" if r.best_epoch >= f.epochs else
+        s += ("; its raw weights are best at its last epoch" if r.best_epoch >= f.epochs else
               f"; its raw weights are best at epoch {r.best_epoch:.0f} and end {raw_rise:.1f}% above that"
               + (", so they overfit" if raw_rise > 100 * OVERFITS else ""))
     return s + f"; its last training perplexity is {f.train_over_val:.2f} times its validation perplexity."
