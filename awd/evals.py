@@ -266,20 +266,23 @@ def evals_frame(runs) -> "pandas.DataFrame":
     return pd.DataFrame(rows)
 
 
-def finetuning_kept_weights(scores) -> bool:
-    """Whether every evaluated fine-tuned model is, byte for byte, its own run's training stage: fine-tuning
+def kept_seeds(scores) -> list:
+    """The seeds whose evaluated fine-tuned model is, byte for byte, its own run's training stage: fine-tuning
     never beat the training stage, so the two are one model. ``scores``: rows with seed, weights, model and
     sha256, as ``evals_frame`` gives them."""
     if not {"seed", "weights", "model", "sha256"} <= set(scores.columns):
-        return False  # evaluations that name no weights cannot show that two are the same
-    stage, tuned = {}, {}
-    for seed, weights, model, sha in zip(scores.seed, scores.weights, scores.model, scores.sha256):
-        if weights == BEFORE_FINETUNE:
-            stage[seed] = sha
-        elif model == MODEL_NAMES["best.pt"]:
-            tuned[seed] = sha
-    return bool(tuned) and tuned.keys() == stage.keys() and all(
-        isinstance(sha, str) and sha == stage[seed] for seed, sha in tuned.items())
+        return []  # evaluations that name no weights cannot show that two are the same
+    stage = {seed: sha for seed, weights, sha in zip(scores.seed, scores.weights, scores.sha256)
+             if weights == BEFORE_FINETUNE}
+    return sorted(seed for seed, model, sha in zip(scores.seed, scores.model, scores.sha256)
+                  if model == MODEL_NAMES["best.pt"] and isinstance(sha, str) and sha == stage.get(seed))
+
+
+def finetuning_kept_weights(scores) -> bool:
+    """Whether fine-tuning kept the training stage's weights for every seed whose fine-tuned model was
+    evaluated (``kept_seeds``), so that the fine-tuned model is the full model throughout."""
+    tuned = set(scores.seed[scores.model == MODEL_NAMES["best.pt"]]) if "model" in scores else set()
+    return bool(tuned) and tuned == set(kept_seeds(scores))
 
 
 def load_weights(run_dir: Path, name: str, cfg, vocab_size: int, device) -> AWDLSTM:

@@ -337,10 +337,14 @@ def verdict_view(table: pd.DataFrame, rows=None) -> pd.DataFrame:
     """Rows of ``ablation_verdicts`` as the pages show them: the interval as one "[lo, hi]" column beside the
     test that gave it, numbers to two decimals, and "—" where a row has no value (below 3 seeds, the
     baseline, no paper row), p-values to two significant digits. Columns that no shown row fills are left out."""
-    shown = (table if rows is None else table.loc[list(rows)]).dropna(axis=1, how="all")
+    shown = (table if rows is None else table.loc[list(rows)]).copy()
+    has = np.isfinite(shown["CI low"].astype(float)) if "CI low" in shown else pd.Series(False, shown.index)
+    if "test" in shown:  # the test that gave an interval; none named where there is none
+        shown["test"] = shown["test"].where(has)
+    shown = shown.dropna(axis=1, how="all")
     if "CI low" in shown:
-        ci = [f"[{lo:+.1f}, {hi:+.1f}]" if np.isfinite(lo) else np.nan
-              for lo, hi in zip(shown.pop("CI low"), shown.pop("CI high"))]
+        ci = [f"[{lo:+.1f}, {hi:+.1f}]" if ok else np.nan
+              for lo, hi, ok in zip(shown.pop("CI low"), shown.pop("CI high"), has)]
         shown.insert(shown.columns.get_loc("Δ test") + 1, "95% CI", ci)
     if "p (Holm)" in shown:  # two significant digits: 0.00022 must not print as 0.0
         shown["p (Holm)"] = [f"{p:.2g}" if pd.notna(p) else np.nan for p in shown["p (Holm)"]]
@@ -403,8 +407,8 @@ def paper_clause(row: pd.Series) -> str:
 def lab_note(variants, results_dir=None, dataset: str = "ptb", baseline: str = "full") -> str:
     """What the committed `lab` runs (seed 0) show for ``variants`` (rows of ``TABLE_ROWS``) against
     ``baseline``, beside the book's verdicts (``ablation_verdicts`` of the book's runs), for the exercises that
-    send readers to `lab`. One lab seed gives a direction, not a measured difference; where it points against
-    the book's verdict, or the book finds no direction, the note says so."""
+    send readers to `lab`. One lab seed gives no direction of its own, so the note says whether its numbers lie
+    higher or lower, and where that is against the book's verdict, or the book finds no direction."""
     from .book import results_dir as committed
     results_dir = Path(results_dir) if results_dir else committed()
     lab, _ = stored_runs([baseline, *variants], "lab", [0], dataset, results_dir)
@@ -422,19 +426,20 @@ def lab_note(variants, results_dir=None, dataset: str = "ptb", baseline: str = "
         if abs(lab_val[v] - lab_val[baseline]) < 0.05:  # e.g. SGD where NT-ASGD never fires: the same run
             parts.append(f"**{v} {lab_val[v]:.0f}, the same as the full model**")
             continue
-        side = "worse" if lab_val[v] > lab_val[baseline] else "better"
+        side = "higher" if lab_val[v] > lab_val[baseline] else "lower"
         text = f"{v} {lab_val[v]:.0f}, {side}"
         book_says = verdicts.get(v, "not trained")
-        if book_says == side:
-            parts.append(text + " as in the book")
+        if book_says == {"higher": "worse", "lower": "better"}[side]:
+            parts.append(text + f", the way of the book's verdict ({book_says})")
         elif book_says in ("worse", "better"):
-            parts.append(f"**{text}, where the book's runs find it {book_says}**")
+            parts.append(f"**{text}: the other way from the book's verdict ({book_says})**")
         elif book_says == "within the spread":
             parts.append(text + ", where the book's runs cannot tell it from the full model")
         else:
             parts.append(text + f" (the book's runs: {book_says})")
     return (f"At the `lab` profile (the committed runs, seed 0, best validation perplexity; the full model "
-            f"{lab_val[baseline]:.0f}): " + "; ".join(parts) + ". One seed gives a direction, not an interval.")
+            f"{lab_val[baseline]:.0f}): " + "; ".join(parts) + ". One seed shows what a lab run of yours will "
+            f"look like, not a direction: that takes {MIN_SEEDS} seeds and the book's verdict.")
 
 
 def missing_note(missing, results_dir="results") -> str:
@@ -522,9 +527,10 @@ def curve_sentence(history: pd.DataFrame, variant: str) -> str:
     elif f.best_epoch < f.epochs:
         s += f" and ends {rise:.1f}% above that" + (": it overfits" if rise > 100 * OVERFITS else "")
     elif f.falling_per_epoch > 0.002 * f.last_val_ppl:
-        s += f", still falling by {f.falling_per_epoch:.1f} per epoch over {recent}: it has not converged"
+        s += (f", still falling by {f.falling_per_epoch:.1f} points per epoch over {recent}: it has not "
+              "converged")
     else:
-        s += (f", and falls by less than 0.2% per epoch over {recent} ({f.falling_per_epoch:.2f} per epoch): "
+        s += (f", and falls by less than 0.2% per epoch over {recent} ({f.falling_per_epoch:.2f} points): "
               "close to converged")
     if not (math.isclose(r.best_val_ppl, f.best_val_ppl) and r.best_epoch == f.best_epoch):  # it averaged
         s += ("; its raw weights are best at its last epoch" if r.best_epoch >= f.epochs else

@@ -246,12 +246,12 @@ def test_curve_sentence_reads_overfitting_convergence_and_the_raw_weights():
                         raw=[300, 200, 185, 190, 200, 210, 215, 220, 224])])
     assert curve_sentence(h, "no dropout").startswith(
         "Its validation perplexity is best at epoch 3 of 6 and ends 20.0% above that: it overfits;")
-    assert "best at epoch 6 of 6 on average, still falling by 24.0 per epoch" in curve_sentence(h, "SGD")
+    assert "best at epoch 6 of 6 on average, still falling by 24.0 points per epoch" in curve_sentence(h, "SGD")
     full = curve_sentence(h, "full")
     assert "close to converged; its raw weights are best at epoch 3 and end 21.1% above that, so they overfit" in full
     assert full.endswith("its last training perplexity is 0.27 times its validation perplexity.")
     assert curve_sentence(h, "no tying") == ""
     # a run shorter than the five-epoch window says how many epochs it read; raw weights best at the end
     short = pd.concat([hist("ASGD", [300, 250, 200], raw=[310, 260, 210])])
-    assert "still falling by 50.0 per epoch over its last 2: it has not" in curve_sentence(short, "ASGD")
+    assert "still falling by 50.0 points per epoch over its last 2: it has not" in curve_sentence(short, "ASGD")
     assert "its raw weights are best at its last epoch;" in curve_sentence(short, "ASGD")

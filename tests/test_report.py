@@ -224,6 +224,8 @@ def test_fine_tuning_kept_the_weights_only_where_every_seeds_bytes_agree():
     assert not finetuning_kept_weights(unknown)
     plain = pd.DataFrame([dict(seed=0, weights="best.pt", model="full", sha256="x")])
     assert not finetuning_kept_weights(plain)
+    from awd.evals import kept_seeds
+    assert kept_seeds(frame) == [0] and kept_seeds(pd.DataFrame(rows)) == [0, 1] and kept_seeds(unknown) == []
 
 
 def test_the_verdict_view_joins_the_interval_and_marks_what_a_row_lacks(tmp_path):
@@ -235,6 +237,9 @@ def test_the_verdict_view_joins_the_interval_and_marks_what_a_row_lacks(tmp_path
     cols = list(view.columns)
     assert "CI low" not in cols and cols[cols.index("Δ test") + 1] == "95% CI" and "interval" in cols
     assert view.loc["no weight drop", "95% CI"].startswith("[+") and view.loc["no AR/TAR", "95% CI"] == "—"
+    assert view.loc["no weight drop", "interval"] == "Welch" and view.loc["no AR/TAR", "interval"] == "—"
+    few = verdict_view(ablation_verdicts(runs), ["full", "no AR/TAR"])  # no row with an interval
+    assert "interval" not in few and "95% CI" not in few and few.loc["no AR/TAR", "Δ test"] != "—"
     from awd.report import VERDICTS
     assert view.loc["full", "Δ test"] == "—" and view.loc["no weight drop", "verdict"] in VERDICTS
     assert "paper Δ test" in cols and "untied, same sizes" not in view.index
