@@ -723,7 +723,8 @@ def mc_sentence(scores: pd.DataFrame) -> str:
     parts = []
     for model, m in means.iterrows():
         n = int((rows.model == model).sum())
-        parts.append(f"the {model} model ({n} seed{'s' if n != 1 else ''}, K = {m['K']:.0f}) from "
+        ks = ", ".join(f"{k:.0f}" for k in rows[rows.model == model].K)  # each seed's own K
+        parts.append(f"the {model} model ({n} seed{'s' if n != 1 else ''}, K = {ks}) from "
                      f"{m['val (dropout off)']:.1f} to {m['val MC']:.1f} on validation "
                      f"({m['val MC'] / m['val (dropout off)'] - 1:+.1%}) and from {m['test (dropout off)']:.1f} "
                      f"to {m['test MC']:.1f} on test ({m['test MC'] / m['test (dropout off)'] - 1:+.1%})")

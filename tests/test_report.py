@@ -208,6 +208,8 @@ def test_the_mc_sentence_gives_each_models_change_and_drops_a_fine_tuned_copy():
     assert "(-5.0%)" in text and "(-10.0%)" in text and "75.2 → 73.4" in text
     scores.loc[0, "sha256"] = "b"
     assert "the fine-tuned model (1 seed, K = 19) from 200.0 to 190.0" in mc_sentence(scores)
+    two = pd.concat([scores, scores.iloc[[1]].assign(seed=1, K=21)])
+    assert "the full model (2 seeds, K = 19, 21) from 200.0 to 190.0" in mc_sentence(two)
     assert mc_sentence(scores.iloc[:0]) == ""
 
 
