@@ -404,6 +404,17 @@ def paper_clause(row: pd.Series) -> str:
                    "; **ours points the other way**.")
 
 
+def check_claims(claims: dict, enforce: bool = True, what: str = "The paragraphs below") -> list[str]:
+    """The claims of hand-written prose (each a sentence -> whether the runs show it) that fail. With
+    ``enforce`` (the runs the prose was written from) a failing claim stops the build, naming each one, so that
+    a rerun that changes the runs cannot leave prose describing what they no longer show."""
+    failed = [claim for claim, holds in claims.items() if not holds]
+    if enforce and failed:
+        raise AssertionError(f"{what} say what these runs no longer show; rewrite them from the runs:\n"
+                             + "\n".join(f"- {claim}" for claim in failed))
+    return failed
+
+
 def lab_note(variants, results_dir=None, dataset: str = "ptb", baseline: str = "full") -> str:
     """What the committed `lab` runs (seed 0) show for ``variants`` (rows of ``TABLE_ROWS``) against
     ``baseline``, beside the book's verdicts (``ablation_verdicts`` of the book's runs), for the exercises that

@@ -247,3 +247,12 @@ def test_the_verdict_view_joins_the_interval_and_marks_what_a_row_lacks(tmp_path
     assert "paper Δ test" in cols and "untied, same sizes" not in view.index
     p = ablation_verdicts(runs).loc["no weight drop", "p (Holm)"]
     assert view.loc["no weight drop", "p (Holm)"] == f"{p:.2g}" and float(view.loc["no weight drop", "p (Holm)"]) > 0
+
+
+def test_checked_claims_stop_the_build_where_the_runs_no_longer_show_them():
+    from awd.report import check_claims
+    claims = {"tying helps": True, "n = 5 fires later": False}
+    assert check_claims(claims, enforce=False) == ["n = 5 fires later"]
+    assert check_claims({"tying helps": True}) == []
+    with pytest.raises(AssertionError, match="- n = 5 fires later"):
+        check_claims(claims)
