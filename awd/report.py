@@ -707,8 +707,8 @@ def streams_note(scores: pd.DataFrame) -> str:
     rows = scores.dropna(subset=both) if set(both) <= set(scores) else scores.iloc[:0]
     if not len(rows):
         return ""
-    if "sha256" in rows:  # a fine-tuned model that kept its training stage's weights is one model, not two
-        rows = rows[~(rows.sha256.notna() & rows.sha256.duplicated())]
+    from . import evals  # a fine-tuned model that kept its training stage's weights is one model, not two
+    rows = rows[~((rows.model == "fine-tuned") & rows.seed.isin(evals.kept_seeds(rows)))]
     one, many = (rows[c].mean() for c in both)
     n = len(rows)
     return (f"The pointer's columns without the cache read each split as one stream (batch 1, the state carried "

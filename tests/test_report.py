@@ -188,8 +188,9 @@ def test_the_streams_note_names_both_baselines():
     scores = pd.DataFrame([dict(model="full", seed=0, val=180.0, **{"val (dropout off)": 183.0})])
     text = streams_note(scores)
     assert "batch 1" in text and "score 180.0 one way and 183.0 the other" in text and "over 1 set of" in text
-    twins = pd.DataFrame([dict(model=m, seed=0, sha256="same", val=180.0, **{"val (dropout off)": 183.0})
-                          for m in ("full", "fine-tuned")])
+    twins = pd.DataFrame([dict(model=m, seed=0, weights=w, sha256="same", val=180.0,
+                               **{"val (dropout off)": 183.0})
+                          for m, w in (("full", "best-before-finetune.pt"), ("fine-tuned", "best.pt"))])
     assert "over 1 set of weights" in streams_note(twins)
     assert streams_note(scores.drop(columns="val")) == ""
 
