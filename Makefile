@@ -30,7 +30,8 @@ lab: venv
 book: venv
 	$(PY) tools/build_book.py $(if $(PROFILE),--profile $(PROFILE)) $(if $(TRAIN),--train)
 
-# the book's PTB grid at PROFILE (default book: 7 variants x 3 seeds, two runs side by side); resumable,
+# the book's PTB grid at PROFILE (default book: the 16 rows of the book's table x 3 seeds, in the order
+# awd.experiments.GRID_STAGES, two runs side by side); resumable,
 # finished runs are skipped, an interrupted one continues from its last epoch
 grid: venv
 	$(PY) -m awd grid --profile $(or $(PROFILE),book)
