@@ -550,6 +550,82 @@ def curve_sentence(history: pd.DataFrame, variant: str) -> str:
     return s + f"; its last training perplexity is {f.train_over_val:.2f} times its validation perplexity."
 
 
+def finetune_facts(history: pd.DataFrame, variant: str = "full (fine-tuned)") -> pd.DataFrame:
+    """Per seed of a fine-tuned row, what its two stages did to the validation perplexity of the evaluated
+    (averaged) weights: the training stage's best and how fast it was still falling over its last five
+    epochs, how many epochs it had averaged, then fine-tuning's first epoch, its best and its length."""
+    rows = []
+    for seed, h in history[history.variant == variant].sort_values("epoch").groupby("seed"):
+        train, tune = h[h.phase == "train"], h[h.phase == "finetune"]
+        if not len(tune):
+            continue
+        recent = train.val_ppl.iloc[-6:]
+        rows.append(dict(seed=seed, train_best=float(train.val_ppl.min()),
+                         train_falling=float(recent.iloc[0] - recent.iloc[-1]) / max(len(recent) - 1, 1),
+                         train_averaged=int(train.averaging.astype(bool).sum()),
+                         tune_first=float(tune.val_ppl.iloc[0]), tune_best=float(tune.val_ppl.min()),
+                         tune_epochs=len(tune)))
+    return pd.DataFrame(rows)
+
+
+def finetune_sentence(history: pd.DataFrame, variant: str = "full (fine-tuned)") -> str:
+    """What fine-tuning did, in words (``finetune_facts``): where its fresh average starts and ends against the
+    training stage's best, seed by seed. "" for a row without a fine-tuning stage."""
+    f = finetune_facts(history, variant)
+    if not len(f):
+        return ""
+
+    def span(values, fmt=".1f"):
+        lo, hi = f"{min(values):{fmt}}", f"{max(values):{fmt}}"
+        return lo if lo == hi else f"{lo} to {hi}"
+
+    seeds = "its seed" if len(f) == 1 else f"each of its {len(f)} seeds"
+    first, best = f.tune_first - f.train_best, f.tune_best - f.train_best
+    s = (f"In {seeds}, fine-tuning restarts the average from the training stage's best weights, and after its "
+         f"first epoch the new average is {span(first)} points above the training stage's best validation "
+         f"perplexity: it averages one epoch of iterates, where the training stage's average held "
+         f"{span(f.train_averaged, 'd')} epochs of them. ")
+    if (best > 0).all():
+        s += (f"It then falls, but its best epoch stays {span(best)} points above, and the criterion stops it "
+              f"after {span(f.tune_epochs, 'd')} epochs: fine-tuning never catches up with the training stage, "
+              "so the run keeps the training stage's weights.")
+    elif (best < 0).all():
+        s += (f"Its best epoch ends {span(-best)} points below it, after {span(f.tune_epochs, 'd')} epochs of "
+              "fine-tuning.")
+    else:
+        s += "Its best epoch ends " + listing(
+            f"{abs(b):.1f} points {'above' if b > 0 else 'below'} it in seed {sd}"
+            for sd, b in zip(f.seed, best)) + "."
+    s += (f" Over its last five epochs the training stage was still falling by {span(f.train_falling, '.2f')} "
+          "points per epoch.")
+    return s
+
+
+def finetune_panels(history: pd.DataFrame, variant: str = "full (fine-tuned)", before: int = 20):
+    """One panel per seed of a fine-tuned row: the validation perplexity of its evaluated weights over the last
+    ``before`` epochs of training and the whole fine-tuning stage, against the training stage's best."""
+    import matplotlib.pyplot as plt
+    h = history[history.variant == variant]
+    seeds = sorted(h.seed.unique())
+    fig, axes = plt.subplots(1, max(len(seeds), 1), figsize=(4.2 * max(len(seeds), 1), 3.3), squeeze=False,
+                             sharey=True)
+    for ax, seed in zip(axes.flat, seeds):
+        run = h[h.seed == seed].sort_values("epoch")
+        train, tune = run[run.phase == "train"], run[run.phase == "finetune"]
+        shown = train[train.epoch > train.epoch.max() - before]
+        ax.plot(shown.epoch, shown.val_ppl, color=OTHER_COLORS[0], label="training stage")
+        if len(tune):  # joined to the training stage's last epoch, where fine-tuning starts from
+            ax.plot([train.epoch.iloc[-1], *tune.epoch], [train.val_ppl.iloc[-1], *tune.val_ppl],
+                    color=OTHER_COLORS[1], label="fine-tuning (a fresh average)")
+        ax.axhline(train.val_ppl.min(), color="0.3", ls="--", lw=1, label="training stage's best")
+        ax.set_title(f"seed {seed}")
+        ax.set_xlabel("epoch")
+    axes.flat[0].set_ylabel("validation perplexity")
+    figure_legend_below(fig, list(axes.flat))
+    fig.tight_layout()
+    return fig
+
+
 # --- plots ----------------------------------------------------------------------------------------------
 def set_style():
     import seaborn as sns

@@ -257,3 +257,27 @@ def test_checked_claims_stop_the_build_where_the_runs_no_longer_show_them():
     assert check_claims({"tying helps": True}) == []
     with pytest.raises(AssertionError, match="- n = 5 fires later"):
         check_claims(claims)
+
+
+def _finetuned_history(tune_vals, train_vals=(200.0, 196.0, 194.0, 193.0, 192.0, 191.0, 190.5, 190.0)):
+    """One seed of a fine-tuned row: a training stage that averages from its fourth epoch, then fine-tuning."""
+    train = [dict(epoch=e, phase="train", val_ppl=v, averaging=e >= 4) for e, v in enumerate(train_vals, 1)]
+    tune = [dict(epoch=len(train_vals) + e, phase="finetune", val_ppl=v, averaging=True)
+            for e, v in enumerate(tune_vals, 1)]
+    return pd.DataFrame(train + tune).assign(variant="full (fine-tuned)", seed=0)
+
+
+def test_finetune_facts_and_sentence_read_where_the_fresh_average_starts_and_ends():
+    from awd.report import finetune_facts, finetune_sentence
+    never = _finetuned_history([194.0, 192.0, 191.0, 191.2])
+    f = finetune_facts(never).iloc[0]
+    assert (f.train_best, f.train_averaged, f.tune_first, f.tune_best, f.tune_epochs) == (190.0, 5, 194.0, 191.0, 4)
+    assert f.train_falling == pytest.approx((194.0 - 190.0) / 5)  # over the last five epochs, as curve_facts
+    s = finetune_sentence(never)
+    assert "the new average is 4.0 points above" in s and "held 5 epochs" in s
+    assert "its best epoch stays 1.0 points above" in s and "never catches up" in s
+    beats = finetune_sentence(_finetuned_history([191.0, 189.0, 188.5]))
+    assert "ends 1.5 points below it, after 3 epochs" in beats and "never" not in beats
+    two = pd.concat([never, _finetuned_history([191.0, 189.0]).assign(seed=1)])
+    assert "1.0 points above it in seed 0 and 1.0 points below it in seed 1" in finetune_sentence(two)
+    assert finetune_sentence(never.assign(phase="train")) == ""  # no fine-tuning stage: nothing to say
