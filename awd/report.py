@@ -336,12 +336,20 @@ VERDICT_COLUMNS = ["seeds", "val ppl", "val sd", "test ppl", "test sd", "Δ test
 def verdict_view(table: pd.DataFrame, rows=None) -> pd.DataFrame:
     """Rows of ``ablation_verdicts`` as the pages show them: the interval as one "[lo, hi]" column beside the
     test that gave it, numbers to two decimals, and "—" where a row has no value (below 3 seeds, the
-    baseline, no paper row), p-values to two significant digits. Columns that no shown row fills are left out."""
+    baseline, no paper row), p-values to two significant digits. Columns that no shown row fills are left out;
+    where the fine-tuned row is shown, a "Δ against" column says that its Δ is taken against its own training
+    stage."""
     shown = (table if rows is None else table.loc[list(rows)]).copy()
     has = np.isfinite(shown["CI low"].astype(float)) if "CI low" in shown else pd.Series(False, shown.index)
     if "test" in shown:  # the test that gave an interval; none named where there is none
         shown["test"] = shown["test"].where(has)
     shown = shown.dropna(axis=1, how="all")
+    tuned = "full (fine-tuned)"
+    if "Δ test" in shown and tuned in shown.index and pd.notna(shown.loc[tuned, "Δ test"]):
+        # its Δ is paired with its own training stage, not the full row shown beside it
+        shown.insert(shown.columns.get_loc("Δ test"), "Δ against",
+                     ["its training stage" if v == tuned else "full" if pd.notna(d) else np.nan
+                      for v, d in zip(shown.index, shown["Δ test"])])
     if "CI low" in shown:
         ci = [f"[{lo:+.1f}, {hi:+.1f}]" if ok else np.nan
               for lo, hi, ok in zip(shown.pop("CI low"), shown.pop("CI high"), has)]
@@ -418,8 +426,8 @@ def check_claims(claims: dict, enforce: bool = True, what: str = "The paragraphs
 def lab_note(variants, results_dir=None, dataset: str = "ptb", baseline: str = "full") -> str:
     """What the committed `lab` runs (seed 0) show for ``variants`` (rows of ``TABLE_ROWS``) against
     ``baseline``, beside the book's verdicts (``ablation_verdicts`` of the book's runs), for the exercises that
-    send readers to `lab`. One lab seed gives no direction of its own, so the note says whether its numbers lie
-    higher or lower, and where that is against the book's verdict, or the book finds no direction."""
+    send readers to `lab`. One lab seed gives no direction of its own, so the note gives its numbers, and says
+    which side of the full model they lie only where the book has a verdict to set them against."""
     from .book import results_dir as committed
     results_dir = Path(results_dir) if results_dir else committed()
     lab, _ = stored_runs([baseline, *variants], "lab", [0], dataset, results_dir)
@@ -437,13 +445,15 @@ def lab_note(variants, results_dir=None, dataset: str = "ptb", baseline: str = "
         if abs(lab_val[v] - lab_val[baseline]) < 0.05:  # e.g. SGD where NT-ASGD never fires: the same run
             parts.append(f"**{v} {lab_val[v]:.0f}, the same as the full model**")
             continue
+        # which side of the full model a lab number lies is said only against a verdict of the book's: on
+        # its own, one seed's "higher" would read as a direction
         side = "higher" if lab_val[v] > lab_val[baseline] else "lower"
-        text = f"{v} {lab_val[v]:.0f}, {side}"
+        text = f"{v} {lab_val[v]:.0f}"
         book_says = verdicts.get(v, "not trained")
         if book_says == {"higher": "worse", "lower": "better"}[side]:
-            parts.append(text + f", the way of the book's verdict ({book_says})")
+            parts.append(text + f", {side}: the way of the book's verdict ({book_says})")
         elif book_says in ("worse", "better"):
-            parts.append(f"**{text}: the other way from the book's verdict ({book_says})**")
+            parts.append(f"**{text}, {side}: the other way from the book's verdict ({book_says})**")
         elif book_says == "within the spread":
             parts.append(text + ", where the book's runs cannot tell it from the full model")
         else:
@@ -541,8 +551,10 @@ def curve_sentence(history: pd.DataFrame, variant: str) -> str:
         s += (f", still falling by {f.falling_per_epoch:.1f} points per epoch over {recent}: it has not "
               "converged")
     else:
+        # slowly, but best at its last epoch: not shown to have converged (a tenth of a point per epoch is
+        # several points over the epochs a longer run would add, as large as some rows' differences)
         s += (f", and falls by less than 0.2% per epoch over {recent} ({f.falling_per_epoch:.2f} points): "
-              "close to converged")
+              "slowly, but still improving at its last epoch")
     if not (math.isclose(r.best_val_ppl, f.best_val_ppl) and r.best_epoch == f.best_epoch):  # it averaged
         s += ("; its raw weights are best at its last epoch" if r.best_epoch >= f.epochs else
               f"; its raw weights are best at epoch {r.best_epoch:.0f} and end {raw_rise:.1f}% above that"
@@ -755,10 +767,11 @@ def pointer_sentence(scores: pd.DataFrame, dataset: str = "ptb") -> str:
         return ""
     if evals.finetuning_kept_weights(rows):
         rows = rows[rows.model != "fine-tuned"]  # fine-tuning never beat the training stage: the same weights
-    parts, chosen = [], []
+    parts, chosen, test_gains = [], [], []
     for model, g in rows.groupby("model", sort=False):
         v0, v1, t0, t1 = (g[c].mean() for c in ("val", "val + pointer", "test", "test + pointer"))
         n = len(g)
+        test_gains.append(t1 / t0 - 1)
         parts.append(f"the {model} model ({n} seed{'s, means' if n > 1 else ''}) from {v0:.1f} to {v1:.1f} on "
                      f"validation ({v1 / v0 - 1:+.0%}) and from {t0:.1f} to {t1:.1f} on test ({t1 / t0 - 1:+.0%})")
         chosen += [f"{model}, seed {r['seed']}: W = {r['window']:g}, θ = {r['theta']:g}, λ = {r['lambda']:g}"
@@ -771,8 +784,11 @@ def pointer_sentence(scores: pd.DataFrame, dataset: str = "ptb") -> str:
     g0, g1 = evals.GRAVE_PTB_TEST
     return (text + f" For the paper's fine-tuned model, {pv0} → {pv1} ({pv1 / pv0 - 1:+.0%}) and {pt0} → {pt1} "
             f"({pt1 / pt0 - 1:+.0%}); for Grave et al.'s own PTB model, {g0} → {g1} on test ({g1 / g0 - 1:+.0%}). "
-            f"The weaker the model, the more of the next word a memory of the recent text can still give: "
-            f"relative gains at different perplexities are not the same quantity. Chosen on validation: "
+            f"Relative gains at different perplexities are not the same quantity"
+            + ("; one possible reason for the larger gain here, which these few models cannot test, is that a "
+               "weaker model leaves more of the next word to a memory of the recent text"
+               if all(abs(gain) > abs(pt1 / pt0 - 1) for gain in test_gains) else "")
+            + f". Chosen on validation: "
             f"{'; '.join(chosen)}; the reference code's README sets W = {w}, θ = {th:g}, λ = {lam:g}.")
 
 
@@ -792,8 +808,9 @@ def streams_note(scores: pd.DataFrame) -> str:
             f"evaluation in the book, MC dropout's \"dropout off\" column included, reads validation as "
             f"`eval_batch_size` parallel streams (and test as `test_batch_size`), each starting from an empty "
             f"state, and leaves out the few tokens that do not fill the batch's last row. The same weights "
-            f"score {one:.1f} one way and {many:.1f} the other on validation (means over {n} set{'s' if n != 1 else ''}"
-            f" of weights): each method is compared with its own baseline.")
+            f"score {one:.2f} one way and {many:.2f} the other on validation (means over {n} set{'s' if n != 1 else ''}"
+            f" of weights)" + (", a difference below 0.1 here" if abs(one - many) < 0.1 else "")
+            + ": each method is compared with its own baseline, never with the other's.")
 
 
 def mc_sentence(scores: pd.DataFrame) -> str:
@@ -833,8 +850,8 @@ def retrained_note(runs: list[Run], evaluated: list[Run]) -> str:
         a, b, cfg = again.summary, run.summary, again.config
         out.append(
             f"The committed runs keep no weights, so the {variant_of(cfg)} model is seed {cfg.seed} trained "
-            f"again, with its weights kept (`results/{evals.RETRAINED}/{again.path.name}/`): on "
-            f"{a.get('device_name')} at commit `{a.get('git_commit', '?')[:7]}`, where the committed run "
+            f"again, with its weights kept (`results/{evals.RETRAINED}/{again.path.name}/`), trained on "
+            f"{a.get('device_name')} at commit `{a.get('git_commit', '?')[:7]}`; the committed run "
             f"trained on {b.get('device_name')} at `{b.get('git_commit', '?')[:7]}`. Its best validation "
             f"perplexity is {a['best_val_ppl']:.2f}, the committed run's {b['best_val_ppl']:.2f}: the same "
             f"config and seed on another CPU take another trajectory (floating-point sums differ in their last "

@@ -248,7 +248,7 @@ def test_curve_sentence_reads_overfitting_convergence_and_the_raw_weights():
         "Its validation perplexity is best at epoch 3 of 6 and ends 20.0% above that: it overfits;")
     assert "best at epoch 6 of 6 on average, still falling by 24.0 points per epoch" in curve_sentence(h, "SGD")
     full = curve_sentence(h, "full")
-    assert "close to converged; its raw weights are best at epoch 3 and end 21.1% above that, so they overfit" in full
+    assert "slowly, but still improving at its last epoch; its raw weights are best at epoch 3 and end 21.1% above that, so they overfit" in full
     assert full.endswith("its last training perplexity is 0.27 times its validation perplexity.")
     assert curve_sentence(h, "no tying") == ""
     # a run shorter than the five-epoch window says how many epochs it read; raw weights best at the end

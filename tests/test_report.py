@@ -177,6 +177,9 @@ def test_the_pointer_sentence_gives_relative_changes_beside_the_papers():
     assert "the full model (2 seeds, means) from 200.0 to 150.0 on validation (-25%)" in text
     assert "(-20%)" in text and "fine-tuned model (" not in text
     assert "60.0 → 53.9 (-10%)" in text and "full, seed 1: W = 500, θ = 2, λ = 0.15" in text
+    assert "reason for the larger gain here" in text  # -20% on test against the paper's -8%
+    small = pointer_sentence(scores.assign(**{"test + pointer": 185.0}), "ptb")  # -3%: no larger gain to explain
+    assert "not the same quantity. Chosen" in small and "reason" not in small
     scores.loc[1, "sha256"] = "tuned further"
     assert "the fine-tuned model (2 seeds, means)" in pointer_sentence(scores, "ptb")
     assert "Grave" not in pointer_sentence(scores, "my-corpus")
@@ -187,7 +190,10 @@ def test_the_streams_note_names_both_baselines():
     from awd.report import streams_note
     scores = pd.DataFrame([dict(model="full", seed=0, val=180.0, **{"val (dropout off)": 183.0})])
     text = streams_note(scores)
-    assert "batch 1" in text and "score 180.0 one way and 183.0 the other" in text and "over 1 set of" in text
+    assert "batch 1" in text and "score 180.00 one way and 183.00 the other" in text and "over 1 set of" in text
+    assert "below 0.1" not in text
+    close = streams_note(scores.assign(val=182.96))  # one decimal would print the same number twice
+    assert "182.96 one way and 183.00 the other" in close and "a difference below 0.1 here" in close
     twins = pd.DataFrame([dict(model=m, seed=0, weights=w, sha256="same", val=180.0,
                                **{"val (dropout off)": 183.0})
                           for m, w in (("full", "best-before-finetune.pt"), ("fine-tuned", "best.pt"))])
@@ -245,7 +251,10 @@ def test_the_verdict_view_joins_the_interval_and_marks_what_a_row_lacks(tmp_path
     assert "interval" not in few and "95% CI" not in few and few.loc["no AR/TAR", "Δ test"] != "—"
     from awd.report import VERDICTS
     assert view.loc["full", "Δ test"] == "—" and view.loc["no weight drop", "verdict"] in VERDICTS
-    assert "paper Δ test" in cols and "untied, same sizes" not in view.index
+    assert "paper Δ test" in cols and "untied, same sizes" not in view.index and "Δ against" not in cols
+    runs += [_run(tmp_path, "full (fine-tuned)", 0, 99.0, before=100.0)]
+    tuned = verdict_view(ablation_verdicts(runs), ["full (fine-tuned)", "full", "no weight drop"])
+    assert list(tuned["Δ against"]) == ["its training stage", "—", "full"]
     p = ablation_verdicts(runs).loc["no weight drop", "p (Holm)"]
     assert view.loc["no weight drop", "p (Holm)"] == f"{p:.2g}" and float(view.loc["no weight drop", "p (Holm)"]) > 0
 
