@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 for the book profile, else 0")
     p.add_argument("--epochs", type=int)
     p.add_argument("--jobs", type=int, default=2, help="single-thread runs side by side (default 2)")
+    p.add_argument("--threads", type=int,
+                   help="torch threads per run (default: 1 with --jobs 2 or more, else torch's own); a run "
+                        "resumes bit for bit only with the thread count it started with")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--status", action="store_true",
                    help="print how far each run of the grid is (and Slurm's state of its job); train nothing")

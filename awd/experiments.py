@@ -176,7 +176,7 @@ def run_grid(configs: list[Config], results_dir: str | Path = "results", jobs: i
     for cfg in configs:
         if is_finished(results_dir / cfg.run_id()):
             continue
-        todo.append(cfg.replace(threads=1, progress=False) if jobs > 1 else cfg)
+        todo.append(cfg.replace(threads=cfg.threads or 1, progress=False) if jobs > 1 else cfg)
     print(f"{len(configs) - len(todo)} of {len(configs)} runs already finished; training {len(todo)}", flush=True)
     done = []
     if jobs <= 1:
@@ -295,7 +295,7 @@ def print_status(rows: list[dict]) -> None:
 def main(args) -> int:
     stages = [args.variants] if args.variants else GRID_STAGES[args.dataset]
     seeds = args.seeds or default_seeds(args.profile)
-    configs = [variant_config(v, args.profile, seed, dataset=args.dataset, **_epochs(args))
+    configs = [variant_config(v, args.profile, seed, dataset=args.dataset, **_overrides(args))
                for variants in stages for seed in seeds for v in variants]
     if args.status:
         print_status(grid_status(configs, args.results_dir))
@@ -321,6 +321,7 @@ def main(args) -> int:
     return 0
 
 
-def _epochs(args) -> dict:
-    return {"epochs": args.epochs} if args.epochs else {}
+def _overrides(args) -> dict:
+    """The grid's overrides of every config: its epochs and torch threads, where given."""
+    return {k: v for k in ("epochs", "threads") if (v := getattr(args, k, None))}
 

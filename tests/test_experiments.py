@@ -255,3 +255,13 @@ def test_curve_sentence_reads_overfitting_convergence_and_the_raw_weights():
     short = pd.concat([hist("ASGD", [300, 250, 200], raw=[310, 260, 210])])
     assert "still falling by 50.0 points per epoch over its last 2: it has not" in curve_sentence(short, "ASGD")
     assert "its raw weights are best at its last epoch;" in curve_sentence(short, "ASGD")
+
+
+def test_the_grid_gives_every_config_its_epochs_and_threads():
+    """`awd grid --epochs 3 --threads 1`: a one-job grid keeps a run's thread count, so that it resumes bit
+    for bit; unset, each config keeps its profile's."""
+    from argparse import Namespace
+
+    from awd.experiments import _overrides
+    assert _overrides(Namespace(epochs=3, threads=1)) == {"epochs": 3, "threads": 1}
+    assert _overrides(Namespace(epochs=None, threads=None)) == {}
