@@ -113,6 +113,7 @@ def _num(x) -> str:
 
 
 def _load_best(args):
+    from . import evals
     from .data import Corpus
     from .model import AWDLSTM
     from .train import load_run, load_verified, resolve_device
@@ -120,15 +121,22 @@ def _load_best(args):
     if not path.is_dir():
         path = Path(args.results_dir) / args.run
     run = load_run(path)
-    best = path / "best.pt"
-    if not best.exists():
-        raise FileNotFoundError(f"{best} is missing: weights are not committed with the results; "
-                                f"retrain with `python -m awd train --profile {run.config.profile} ...` to get them")
     cfg = run.config
+    # the run's own best weights, else the one committed half-precision copy (awd.evals.save_half)
+    halves = [path / (Path(name).stem + evals.HALF) for name in ("best.pt", evals.BEFORE_FINETUNE)]
+    best = next((p for p in [path / "best.pt", *halves] if p.exists()), None)
+    if best is None:
+        raise FileNotFoundError(f"{path / 'best.pt'} is missing: weights are not committed with the results; "
+                                f"retrain with `python -m awd train --profile {cfg.profile} ...` to get them")
+    if best.name.endswith(evals.HALF):
+        print(f"using {best.name}, the committed half-precision copy of the run's "
+              f"{'training stage' if best.name.startswith('best-before') else 'best weights'}", file=sys.stderr)
     device = resolve_device(args.device)
     corpus = Corpus.load(cfg.dataset, data_dir=cfg.data_dir)
     model = AWDLSTM.from_config(cfg, len(corpus.dictionary))
-    model.load_state_dict(load_verified(best, device))  # a damaged best.pt: CorruptCheckpoint, named
+    # a damaged file: CorruptCheckpoint, named; a half copy is read back as float32
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in load_verified(best, device).items()})
     return run, corpus, model.to(device).eval(), device
 
 

@@ -196,6 +196,21 @@ def test_cli_smoke_train_then_eval(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.split()) >= 5
+    # a folder with only the committed half-precision copy (awd.evals.save_half): the same commands use it
+    from awd.evals import save_half
+    full = subprocess.run(base + ["eval", run_id, "--results-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300).stdout
+    save_half(tmp_path / run_id, "best.pt")
+    for name in ("best.pt", "best-previous.pt"):
+        (tmp_path / run_id / name).unlink(missing_ok=True)
+    half = subprocess.run(base + ["eval", run_id, "--results-dir", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300)
+    assert half.returncode == 0, half.stderr
+    assert "using best.fp16.pt, the committed half-precision copy" in half.stderr
+
+    def ppl(text):
+        return float(next(line for line in text.splitlines() if line.startswith("valid")).split()[-1])
+    assert ppl(half.stdout) == pytest.approx(ppl(full), rel=1e-2)
 
 
 def test_a_second_process_waits_for_the_first_and_reuses_its_run(tmp_path):
