@@ -118,6 +118,10 @@ DROPOUT_RESULTS = [
     ("Gal & Ghahramani 2016", "large LSTM", "standard (Zaremba et al.)", 82.2, 78.4),
     ("Gal & Ghahramani 2016", "large LSTM", "variational", 77.9, 75.2),
 ]
+# The authors' speed on PTB, from the reference code's README (facts file): (GPU, batch size, seconds/epoch).
+PAPER_SPEED = [("NVIDIA Quadro GP100", 20, 65.0), ("NVIDIA Quadro GP100", 40, 45.0)]
+DEVICE_RUNS = "device"  # results/device/<run id>/: the paper's configuration on a GPU (tools/device_check.sh)
+
 
 def variant_config(variant: str, profile: str = "book", seed: int = 0, **overrides) -> Config:
     base = Config.from_profile(profile, seed=seed, **overrides)

@@ -638,6 +638,30 @@ def finetune_panels(history: pd.DataFrame, variant: str = "full (fine-tuned)", b
     return fig
 
 
+def device_runs(results_dir=None) -> list[Run]:
+    """The paper's configuration trained on a GPU for a few minutes (``results/device/<run id>/``, written by
+    ``tools/device_check.sh`` in a session lent one); the bench it ran lies beside each, in ``bench.txt``."""
+    from .book import results_dir as committed
+    from .experiments import DEVICE_RUNS
+    from .train import load_run
+    folder = Path(results_dir or committed()) / DEVICE_RUNS
+    return [load_run(p.parent) for p in sorted(folder.glob("*/summary.json"))]
+
+
+def speed_frame(runs: list[Run]) -> pd.DataFrame:
+    """Seconds per PTB epoch of the paper's configuration: each GPU run's (the median of its epochs, validation
+    included, as the reference code's log times them) beside the authors' (``PAPER_SPEED``)."""
+    from .experiments import PAPER_SPEED
+    rows = [dict(source="this book", device=r.summary.get("device_name"), batch=r.config.batch_size,
+                 epochs=r.summary.get("epochs_done"),
+                 **{"s / epoch": float(np.median([h["seconds"] for h in r.history])) if r.history else np.nan,
+                    "train tokens / s": r.summary.get("train_tokens_per_s")})
+            for r in runs]
+    rows += [dict(source="the authors (reference code's README)", device=gpu, batch=batch, epochs=np.nan,
+                  **{"s / epoch": sec, "train tokens / s": np.nan}) for gpu, batch, sec in PAPER_SPEED]
+    return pd.DataFrame(rows).set_index("source")
+
+
 # --- plots ----------------------------------------------------------------------------------------------
 def set_style():
     import seaborn as sns

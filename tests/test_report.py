@@ -290,3 +290,23 @@ def test_finetune_facts_and_sentence_read_where_the_fresh_average_starts_and_end
     two = pd.concat([never, _finetuned_history([191.0, 189.0]).assign(seed=1)])
     assert "1.0 points above it in seed 0 and 1.0 points below it in seed 1" in finetune_sentence(two)
     assert finetune_sentence(never.assign(phase="train")) == ""  # no fine-tuning stage: nothing to say
+
+
+def test_a_gpu_run_is_read_from_results_device_and_set_beside_the_authors_speed(tmp_path):
+    import json
+
+    from awd.config import Config
+    from awd.report import device_runs, speed_frame
+    assert device_runs(tmp_path) == []  # none committed: the appendix says so
+    cfg = Config.from_profile("paper-ptb", device="cuda")
+    run = tmp_path / "device" / cfg.run_id()
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(cfg.to_json())
+    (run / "summary.json").write_text(json.dumps(dict(status="interrupted", epochs_done=3, device_name="GPU X",
+                                                      train_tokens_per_s=50000.0)))
+    (run / "history.csv").write_text("epoch,seconds,val_ppl\n1,30.0,300\n2,20.0,200\n3,22.0,150\n")
+    (found,) = device_runs(tmp_path)
+    frame = speed_frame([found])
+    ours = frame.loc["this book"]
+    assert (ours["device"], ours["batch"], ours["epochs"], ours["s / epoch"]) == ("GPU X", 40, 3, 22.0)
+    assert list(frame.loc["the authors (reference code's README)", "s / epoch"]) == [65.0, 45.0]
