@@ -587,10 +587,6 @@ def finetune_sentence(history: pd.DataFrame, variant: str = "full (fine-tuned)")
     if not len(f):
         return ""
 
-    def span(values, fmt=".1f"):
-        lo, hi = f"{min(values):{fmt}}", f"{max(values):{fmt}}"
-        return lo if lo == hi else f"{lo} to {hi}"
-
     seeds = "its seed" if len(f) == 1 else f"each of its {len(f)} seeds"
     first, best = f.tune_first - f.train_best, f.tune_best - f.train_best
     s = (f"In {seeds}, fine-tuning restarts the average from the training stage's best weights, and after its "
@@ -773,6 +769,14 @@ def figure_legend_below(fig, axes, **kwargs):
             handles.setdefault(label, handle)
     fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.02),
                ncol=min(len(handles), 3), frameon=False, **kwargs)
+
+
+def span(values, fmt: str = ".1f") -> str:
+    """Values over seeds as prose: "a to b", one number where they print the same; "nan" for none."""
+    if not len(values):
+        return "nan"
+    lo, hi = f"{min(values):{fmt}}", f"{max(values):{fmt}}"
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def listing(items) -> str:
