@@ -115,8 +115,7 @@ def _num(x) -> str:
 def _load_best(args):
     from . import evals
     from .data import Corpus
-    from .model import AWDLSTM
-    from .train import load_run, load_verified, resolve_device
+    from .train import load_run, resolve_device
     path = Path(args.run)
     if not path.is_dir():
         path = Path(args.results_dir) / args.run
@@ -133,11 +132,8 @@ def _load_best(args):
               f"{'training stage' if best.name.startswith('best-before') else 'best weights'}", file=sys.stderr)
     device = resolve_device(args.device)
     corpus = Corpus.load(cfg.dataset, data_dir=cfg.data_dir)
-    model = AWDLSTM.from_config(cfg, len(corpus.dictionary))
     # a damaged file: CorruptCheckpoint, named; a half copy is read back as float32
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in load_verified(best, device).items()})
-    return run, corpus, model.to(device).eval(), device
+    return run, corpus, evals.load_weights(path, best.name, cfg, len(corpus.dictionary), device), device
 
 
 def cmd_eval(args) -> int:
