@@ -77,6 +77,11 @@ DATASETS: dict[str, dict[str, dict[str, str]]] = {
 
 FILES = tuple(f"{split}.txt" for split in SPLITS)
 
+# Tokens per split (one <eos> per line included), as ``Corpus`` counts them: for arithmetic on runs that
+# are not on this machine, such as the paper's steps per epoch, without loading the files.
+SIZES = {"ptb": (929_589, 73_760, 82_430), "wikitext-2": (2_088_628, 217_646, 245_569)}
+VOCAB_SIZES = {"ptb": 10_000, "wikitext-2": 33_278}
+
 # Bump when the tokenisation or the cache layout changes, so that old caches are ignored.
 _TOKEN_CACHE_VERSION = 1
 

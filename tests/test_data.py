@@ -19,8 +19,8 @@ import torch
 
 from awd import data as D
 from awd.data import (
-    DATASETS, ChecksumMismatch, Corpus, DataNotFound, Dictionary, batchify, bptt_batches, corpus_stats,
-    download, sample_seq_len,
+    DATASETS, SIZES, VOCAB_SIZES, ChecksumMismatch, Corpus, DataNotFound, Dictionary, batchify, bptt_batches,
+    corpus_stats, download, sample_seq_len,
 )
 
 
@@ -78,16 +78,17 @@ def _flip_byte(path: Path, offset: int = 1000) -> None:
 
 
 def test_ptb_sizes(ptb):
-    assert len(ptb.dictionary) == 10_000
-    assert [ptb.train.numel(), ptb.valid.numel(), ptb.test.numel()] == [929_589, 73_760, 82_430]
+    assert len(ptb.dictionary) == VOCAB_SIZES["ptb"] == 10_000
+    assert (ptb.train.numel(), ptb.valid.numel(), ptb.test.numel()) == SIZES["ptb"] == (929_589, 73_760, 82_430)
     for t in (ptb.train, ptb.valid, ptb.test):
         assert t.dtype == torch.long and t.dim() == 1
     assert ptb.name == "ptb"
 
 
 def test_wikitext2_sizes(wt2):
-    assert len(wt2.dictionary) == 33_278
-    assert [wt2.train.numel(), wt2.valid.numel(), wt2.test.numel()] == [2_088_628, 217_646, 245_569]
+    assert len(wt2.dictionary) == VOCAB_SIZES["wikitext-2"] == 33_278
+    assert (wt2.train.numel(), wt2.valid.numel(), wt2.test.numel()) == SIZES["wikitext-2"] == (
+        2_088_628, 217_646, 245_569)
     assert wt2.name == "wikitext-2"
 
 
