@@ -321,14 +321,20 @@ def ablation_verdicts(runs: list[Run], rows=TABLE_ROWS, baseline: str = "full") 
             row["verdict"] = f"{row['seeds']} of {MIN_SEEDS} seeds: no verdict yet"
         else:
             row["p (Holm)"] = adjusted[variant]
-            row["verdict"] = ("within the spread" if not adjusted[variant] < 1 - LEVEL
-                              else "worse" if row["Δ test"] > 0 else "better")
+            row["verdict"] = verdict(row["Δ test"], adjusted[variant])
     # every column always, so that a page reads "CI low" of a table with no interval yet (NaN) without a KeyError
     return pd.DataFrame.from_dict(table, orient="index").reindex(columns=VERDICT_COLUMNS).rename_axis("variant")
 
 
 # the verdicts of a row with an interval; any other row's verdict says why it has none
 VERDICTS = ("worse", "better", "within the spread")
+
+
+def verdict(d: float, p_holm: float) -> str:
+    """A comparison's verdict from its difference and its Holm-adjusted p-value: a direction only where the
+    adjusted p-value is below 1 - LEVEL, otherwise "within the spread"."""
+    alpha = round(1 - LEVEL, 9)  # 0.05, not 1 - 0.95 = 0.05000000000000004, which would admit p = 0.05
+    return "within the spread" if not p_holm < alpha else "worse" if d > 0 else "better"
 VERDICT_COLUMNS = ["seeds", "val ppl", "val sd", "test ppl", "test sd", "Δ test", "test", "CI low", "CI high",
                    "p (Holm)", "verdict", "paper val", "paper test", "paper Δ test"]
 

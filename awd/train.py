@@ -279,7 +279,9 @@ def run_metadata(device: torch.device, n_params: int) -> dict:
     return dict(params=n_params, git_commit=_git("rev-parse", "HEAD"), git_dirty=bool(_git("status", "--porcelain", "--", "awd")),
                 torch_version=torch.__version__, python_version=platform.python_version(),
                 device=str(device), device_name=device_name(device), threads=torch.get_num_threads(),
-                hostname=platform.node())
+                # the vector kernels torch picked (AVX2, AVX512...): CPUs of one model name can differ in them,
+                # and then a seed's runs part in the last bits from the first step
+                cpu_capability=torch.backends.cpu.get_cpu_capability(), hostname=platform.node())
 
 
 # --- reading runs back ------------------------------------------------------------------------------------

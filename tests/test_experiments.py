@@ -198,6 +198,13 @@ def test_holm_adjusts_in_step_down_order():
     assert math.isnan(adj["d"])
 
 
+def test_a_verdict_gives_a_direction_only_below_the_level():
+    from awd.report import verdict
+    assert verdict(+3.0, 0.049) == "worse" and verdict(-3.0, 0.049) == "better"
+    assert verdict(+3.0, 0.05) == verdict(-3.0, 0.2) == "within the spread"
+    assert verdict(+3.0, math.nan) == "within the spread"     # no p-value: no direction
+
+
 def test_verdicts_cover_every_row_and_correct_for_the_table():
     """Untrained rows stay in the table; fewer than 3 seeds get no interval; a difference that one test alone
     would call significant can be within the spread once the table's comparisons are corrected for."""

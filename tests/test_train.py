@@ -37,7 +37,7 @@ def test_smoke_run_learns_and_records_everything(finished):
     assert not any(name.endswith(".tmp") for name in files)
     s = run.summary
     for key in ("best_val_ppl", "test_ppl", "params", "git_commit", "torch_version", "device", "device_name",
-                "wall_time_s", "best_epoch"):
+                "cpu_capability", "wall_time_s", "best_epoch"):
         assert s[key] is not None, key
     assert s["best_val_ppl"] == pytest.approx(min(vals))
     assert json.loads((run.path / "config.json").read_text())["wdrop"] == run.config.wdrop
