@@ -328,6 +328,8 @@ def ablation_verdicts(runs: list[Run], rows=TABLE_ROWS, baseline: str = "full") 
 
 # the verdicts of a row with an interval; any other row's verdict says why it has none
 VERDICTS = ("worse", "better", "within the spread")
+VERDICT_COLUMNS = ["seeds", "val ppl", "val sd", "test ppl", "test sd", "Δ test", "test", "CI low", "CI high",
+                   "p (Holm)", "verdict", "paper val", "paper test", "paper Δ test"]
 
 
 def verdict(d: float, p_holm: float) -> str:
@@ -335,8 +337,6 @@ def verdict(d: float, p_holm: float) -> str:
     adjusted p-value is below 1 - LEVEL, otherwise "within the spread"."""
     alpha = round(1 - LEVEL, 9)  # 0.05, not 1 - 0.95 = 0.05000000000000004, which would admit p = 0.05
     return "within the spread" if not p_holm < alpha else "worse" if d > 0 else "better"
-VERDICT_COLUMNS = ["seeds", "val ppl", "val sd", "test ppl", "test sd", "Δ test", "test", "CI low", "CI high",
-                   "p (Holm)", "verdict", "paper val", "paper test", "paper Δ test"]
 
 
 def verdict_view(table: pd.DataFrame, rows=None) -> pd.DataFrame:
