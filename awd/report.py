@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments import PAPER_ABLATIONS, resolve_seeds, stored_runs, variant_config, variant_of
+from .optim import first_trigger
 from .train import Run, is_finished, train
 
 # Set by tools/build_book.py: the book's build shows the committed runs and trains nothing, at any profile.
@@ -530,6 +531,16 @@ def curve_facts(history: pd.DataFrame, window: int = 5) -> pd.DataFrame:
                          last_train_ppl=float(last.train_ppl),
                          train_over_val=float(last.train_ppl / last.val_ppl)))
     return pd.DataFrame(rows)
+
+
+def replayed_starts(history: pd.DataFrame, variant: str, n: int) -> pd.Series:
+    """Per seed, the epoch from which NT-ASGD with interval ``n`` would average, replayed on the variant's raw
+    validation curve (``optim.first_trigger``): NT-ASGD's raw weights take plain SGD's steps throughout, so the
+    curve is SGD's whatever its own interval was. NaN where it would never fire."""
+    raw = history[(history.variant == variant) & (history.phase == "train")].sort_values("epoch")
+    checks = {seed: first_trigger(h.val_ppl_raw, n) for seed, h in raw.groupby("seed")}
+    # averaging starts in the epoch after the check that fires
+    return pd.Series({seed: math.nan if c is None else c + 1 for seed, c in checks.items()}, dtype=float)
 
 
 OVERFITS = 0.10  # a rise after the best epoch that counts as overfitting: SGD's iterate alone wanders a few %

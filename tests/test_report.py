@@ -1,5 +1,6 @@
 """The figures' one mapping from variant to look: complete, unambiguous, and used by `curves`."""
 import itertools
+import math
 
 import matplotlib
 import pandas as pd
@@ -310,3 +311,17 @@ def test_a_gpu_run_is_read_from_results_device_and_set_beside_the_authors_speed(
     ours = frame.loc["this book"]
     assert (ours["device"], ours["batch"], ours["epochs"], ours["s / epoch"]) == ("GPU X", 40, 3, 22.0)
     assert list(frame.loc["the authors (reference code's README)", "s / epoch"]) == [65.0, 45.0]
+
+
+def test_replayed_starts_fire_where_the_trigger_would_on_each_seeds_raw_curve():
+    from awd.report import replayed_starts
+    raw = {0: [10, 9, 8, 7, 8.5, 9, 9],    # check 6 (9) is worse than the best before the last 2 (8): fires
+           1: [10, 9, 8, 7, 6, 5, 4]}      # never worse: never fires
+    rows = [dict(variant="full", seed=s, epoch=e + 1, phase="train", val_ppl_raw=v)
+            for s, vals in raw.items() for e, v in enumerate(vals)]
+    rows.append(dict(variant="full", seed=0, epoch=8, phase="finetune", val_ppl_raw=100.0))  # not the trigger's
+    rows.append(dict(variant="SGD", seed=0, epoch=1, phase="train", val_ppl_raw=1.0))
+    starts = replayed_starts(pd.DataFrame(rows), "full", 2)
+    assert list(starts.index) == [0, 1]
+    assert starts[0] == 7 and math.isnan(starts[1])      # averaging from the epoch after the check that fires
+    assert math.isnan(replayed_starts(pd.DataFrame(rows), "full", 5)[0])  # a longer interval: not within 7
